@@ -1,0 +1,131 @@
+"""The model contract every GAN variant implements (see DESIGN.md), and the Variant record that registers one."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganbench.errors import ModelError
+
+Z_DISTRIBUTIONS = ("uniform", "normal")
+
+
+class Generator(nn.Module):
+    """Maps z of shape (N, nz) to images in [-1, 1] of shape (N, channels, image_size, image_size)."""
+
+    nz: int
+    image_size: int
+    channels: int
+    z_dist: str = "normal"
+
+    def sample_z(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        """Draw n latent vectors from this generator's prior (uniform in [-1, 1] or standard normal)."""
+        if device is None:
+            device = generator.device if generator is not None else next(self.parameters()).device
+        if self.z_dist == "uniform":
+            return torch.rand(n, self.nz, generator=generator, device=device) * 2 - 1
+        return torch.randn(n, self.nz, generator=generator, device=device)
+
+
+class Discriminator(nn.Module):
+    """Maps images to one real/fake logit each; `feature_maps` exposes every conv layer for probing."""
+
+    image_size: int
+    channels: int
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every conv layer's post-activation map, input side first."""
+        raise NotImplementedError
+
+    def layer_shapes(self) -> list[tuple[int, int, int]]:
+        """(channels, height, width) of each feature map, from one blank image in eval mode."""
+        device = next(self.parameters()).device
+        x = torch.zeros(1, self.channels, self.image_size, self.image_size, device=device)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return [tuple(m.shape[1:]) for m in self.feature_maps(x)]
+        finally:
+            self.train(was_training)
+
+    def feature_dim(self, grid: int = 4) -> int:
+        """Length of the pooled feature vector: every map max-pooled to grid x grid and concatenated."""
+        return sum(c * min(h, grid) * min(w, grid) for c, h, w in self.layer_shapes())
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """The DCGAN paper's init: conv and linear weights N(0, 0.02), BN gains N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _call_with_accepted(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """Call factory with the subset of kwargs its signature names (all of them if it takes **kwargs)."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return factory(**kwargs)
+    names = {p.name for p in params}
+    return factory(**{k: v for k, v in kwargs.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A GAN variant: network factories, their default constructor arguments, loss, optimizer and schedule.
+
+    generator / discriminator: callables receiving the constructor arguments they name (nz, ngf, ndf, ...).
+    defaults: every constructor argument the variant accepts, with its default; overrides must be among them.
+    schedule: "simultaneous" (D then G on every batch) or "alternating" (D and G on alternate batches).
+    """
+
+    name: str
+    generator: Callable[..., Generator]
+    discriminator: Callable[..., Discriminator]
+    defaults: Mapping[str, Any]
+    image_size: int
+    loss: str = "bce"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "simultaneous"
+    description: str = ""
+    origin: Mapping[str, str] = field(default_factory=lambda: {"kind": "builtin"})
+
+    def model_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Defaults merged with overrides; unknown names are refused with the accepted ones listed."""
+        unknown = sorted(set(overrides) - set(self.defaults))
+        if unknown:
+            raise ModelError(
+                f"model {self.name!r} takes no argument {', '.join(unknown)}; "
+                f"it accepts {', '.join(sorted(self.defaults)) or 'none'}"
+            )
+        return {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+
+    def build(self, **overrides: Any) -> tuple[Generator, Discriminator]:
+        """Construct (G, D); the networks initialise themselves."""
+        kwargs = self.model_kwargs(**overrides)
+        try:
+            gen = _call_with_accepted(self.generator, kwargs)
+            disc = _call_with_accepted(self.discriminator, kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"model {self.name!r} rejected arguments {kwargs}: {exc}") from None
+        for net, kind in ((gen, Generator), (disc, Discriminator)):
+            if not isinstance(net, kind):
+                raise ModelError(
+                    f"model {self.name!r}: factory returned {type(net).__name__}, "
+                    f"expected a ganbench.models.base.{kind.__name__} subclass"
+                )
+        return gen, disc
