@@ -106,13 +106,14 @@ class Variant:
 
     def model_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Defaults merged with overrides; unknown names are refused with the accepted ones listed."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(overrides) - set(self.defaults))
         if unknown:
             raise ModelError(
                 f"model {self.name!r} takes no argument {', '.join(unknown)}; "
                 f"it accepts {', '.join(sorted(self.defaults)) or 'none'}"
             )
-        return {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        return {**self.defaults, **overrides}
 
     def build(self, **overrides: Any) -> tuple[Generator, Discriminator]:
         """Construct (G, D); the networks initialise themselves."""

@@ -1,0 +1,142 @@
+"""Self-describing checkpoints: atomic save, safe load (weights_only), rebuild G and D from the registry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganbench.errors import CheckpointError, ModelError
+from ganbench.models.base import Discriminator, Generator, Variant
+from ganbench.registry import get_variant, load_variant_file
+
+FORMAT_VERSION = 1
+
+
+def model_record(variant: Variant, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild its networks alone: registry name, constructor arguments, origin."""
+    return {"name": variant.name, "kwargs": dict(kwargs), "origin": dict(variant.origin),
+            "image_size": variant.image_size}
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write payload to path atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Make dst the same file as src (a hard link where possible), replacing dst atomically."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without executing code from it (torch.load weights_only=True), and check its shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt file written by `ganbench train`")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        # torch's weights_only refusal puts the useful part ("Unsupported global: ...") on a later line
+        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(exc).__name__)
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable ganbench checkpoint ({first[:160]}); "
+            "it may be truncated or not a torch file: use another one, e.g. checkpoints/last.pt"
+        ) from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "G" not in ckpt or "D" not in ckpt:
+        raise CheckpointError(
+            f"checkpoint {path} lacks the keys 'model', 'G' and 'D'; it was not written by ganbench "
+            "(authors' Theano models: `ganbench import dcgan-code`)"
+        )
+    version = ckpt.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format_version {version}, this ganbench reads {FORMAT_VERSION}; "
+            "upgrade ganbench or re-export the checkpoint"
+        )
+    return ckpt
+
+
+def resolve_variant(model: dict[str, Any], variant_file: str | None = None) -> Variant:
+    """The registered variant a checkpoint's model record names (never loads code named by the checkpoint)."""
+    if variant_file:
+        load_variant_file(variant_file)
+    try:
+        return get_variant(model["name"])
+    except ModelError:
+        origin = model.get("origin", {})
+        if origin.get("kind") == "file":
+            raise ModelError(
+                f"checkpoint model {model['name']!r} came from {origin.get('path')}:{origin.get('attr')}; "
+                f"pass --variant {origin.get('path')}:{origin.get('attr')} to rebuild it"
+            ) from None
+        raise
+
+
+def build_from_checkpoint(
+    ckpt: dict[str, Any], variant_file: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[Generator, Discriminator, Variant]:
+    """Rebuild G and D from a loaded checkpoint and load their weights."""
+    variant = resolve_variant(ckpt["model"], variant_file)
+    gen, disc = variant.build(**ckpt["model"].get("kwargs", {}))
+    for net, key in ((gen, "G"), (disc, "D")):
+        if ckpt[key] is None:
+            continue
+        try:
+            net.load_state_dict(ckpt[key])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint weights for {key} do not fit model {variant.name!r} "
+                f"with {ckpt['model'].get('kwargs')}: {str(exc).splitlines()[0]}"
+            ) from None
+    return gen.to(device), disc.to(device), variant
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, for provenance records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,106 @@
+"""Settings of a training run: one dataclass shared by the API, the CLI and the run's config.toml."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ganbench.errors import ConfigError
+
+SCHEDULES = ("simultaneous", "alternating")
+AMP_MODES = ("off", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run. None means "the variant's default" until `resolved`."""
+
+    model: str = "dcgan32"
+    variant_file: str | None = None
+    nz: int | None = None
+    ngf: int | None = None
+    ndf: int | None = None
+    channels: int | None = None
+    dataset: str = "cifar10"
+    data_root: str | None = None
+    split: str = "train"
+    download: bool = False
+    max_images: int | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 128
+    lr: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    weight_decay: float | None = None
+    loss: str | None = None
+    schedule: str | None = None
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    n_samples: int = 64
+
+    def validate(self) -> TrainConfig:
+        """Refuse values no run could use, each with the accepted ones."""
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give --steps or --epochs, not both")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"--epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "log_every", "sample_every", "checkpoint_every", "n_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose {' or '.join(SCHEDULES)}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown --device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict without None values (TOML has no null)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> TrainConfig:
+        """Build from a mapping, refusing unknown keys (a typo must not silently fall back to a default)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML settings file (keys checked by TrainConfig.from_dict)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def write_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write cfg as TOML."""
+    Path(path).write_text(tomli_w.dumps(cfg.to_dict()))

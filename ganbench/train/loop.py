@@ -1,0 +1,426 @@
+"""The training loop: one step = a D update and a G update (or one of them, alternating), resumable bit for bit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganbench import __version__
+from ganbench.checkpoint import (
+    build_from_checkpoint,
+    link_or_copy,
+    load_checkpoint,
+    model_record,
+    save_checkpoint,
+)
+from ganbench.config import TrainConfig, write_config
+from ganbench.data import load_images
+from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
+from ganbench.losses import get_loss
+from ganbench.registry import get_variant, load_variant_file
+from ganbench.train.artifacts import plot_curves, save_grid
+
+# settings a resumed run may change; everything else must match the run directory's config
+RESUMABLE = ("steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    last_checkpoint: Path
+    images_per_second: float
+    final_metrics: dict[str, float]
+
+
+def pick_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; cuda without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+class BatchSource:
+    """Uniform random batches without replacement per epoch, from a uint8 store, as floats in [-1, 1].
+
+    The permutation of epoch e depends only on (seed, e), so a resumed run draws the same batches.
+    The store is moved to the device once when it fits comfortably; otherwise batches are gathered from
+    the (memory-mapped) array, which stays decoded on disk.
+    """
+
+    def __init__(self, images: np.ndarray, batch_size: int, seed: int, device: torch.device,
+                 channels: int, channels_last: bool):
+        self.n = len(images)
+        if self.n < batch_size:
+            raise ConfigError(
+                f"batch size {batch_size} exceeds the {self.n} images of the dataset; lower --batch-size"
+            )
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.steps_per_epoch = self.n // batch_size
+        self.repeat = channels // images.shape[1] if images.shape[1] != channels else 1
+        if images.shape[1] * self.repeat != channels:
+            raise ConfigError(
+                f"the dataset has {images.shape[1]}-channel images but the model expects {channels}; "
+                f"pass --channels {images.shape[1]}"
+            )
+        self.channels_last = channels_last
+        nbytes = images.size
+        on_device = device.type == "cpu" or nbytes < 0.25 * _free_device_memory(device)
+        if on_device and nbytes < (8 << 30):
+            self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            self.host: np.ndarray | None = None
+        else:
+            self.images, self.host = None, images
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._epoch = torch.randperm(self.n, generator=gen), epoch
+        return self._perm
+
+    def batch(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        idx = self._permutation(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
+        if self.images is not None:
+            x = self.images[idx.to(self.images.device)]
+        else:
+            order = np.sort(idx.numpy())  # sequential reads from the memmap
+            x = torch.from_numpy(self.host[order])
+            if self.device.type == "cuda":
+                x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.float().div_(127.5).sub_(1.0)
+        if self.repeat > 1:
+            x = x.repeat(1, self.repeat, 1, 1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def _free_device_memory(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free)
+    return float("inf")
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; give one")
+    exists = out.exists() and any(out.iterdir())
+    if resume:
+        if not (out / "checkpoints" / "last.pt").is_file():
+            raise RunDirError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist; start a new run")
+        return
+    if exists:
+        if not overwrite:
+            raise RunDirError(
+                f"run directory {out} already exists; pass --resume to continue it or --overwrite to replace it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill every None with the variant's default so config.toml records the values actually used."""
+    if cfg.variant_file:
+        load_variant_file(cfg.variant_file)
+    variant = get_variant(cfg.model)
+    return replace(
+        cfg,
+        lr=cfg.lr if cfg.lr is not None else variant.lr,
+        beta1=cfg.beta1 if cfg.beta1 is not None else variant.betas[0],
+        beta2=cfg.beta2 if cfg.beta2 is not None else variant.betas[1],
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else variant.weight_decay,
+        loss=cfg.loss or variant.loss,
+        schedule=cfg.schedule or variant.schedule,
+    ).validate()
+
+
+def merge_resume_config(saved: TrainConfig, given: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """The saved config with the explicitly given resumable settings; other explicit changes are refused."""
+    conflicts = [k for k in sorted(explicit) if k not in RESUMABLE and getattr(given, k) != getattr(saved, k)]
+    if conflicts:
+        raise ConfigError(
+            f"--resume continues the run as configured; it cannot change {', '.join(conflicts)} "
+            f"(only {', '.join(RESUMABLE)}); start a new run with --out instead"
+        )
+    changes = {k: getattr(given, k) for k in explicit if k in RESUMABLE}
+    if "steps" in changes:
+        changes.setdefault("epochs", None)
+    if "epochs" in changes:
+        changes.setdefault("steps", None)
+    return replace(saved, **changes).validate()
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    explicit: set[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a GAN as cfg says, writing config.toml, metrics.jsonl, samples/, curves.png and checkpoints/ in out.
+
+    explicit: names of settings the user gave on this call (only matters with resume).
+    """
+    out = Path(out)
+    cfg.validate()
+    prepare_run_dir(out, resume, overwrite)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+        saved = TrainConfig.from_dict(ckpt["config"], where=str(out / "checkpoints" / "last.pt"))
+        cfg = merge_resume_config(saved, cfg, explicit or set())
+    cfg = resolve_config(cfg)
+
+    device = pick_device(cfg.device)
+    _set_determinism(cfg.deterministic, device)
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or off")
+
+    variant = get_variant(cfg.model)
+    store = load_images(cfg.dataset, cfg.data_root, cfg.split, image_size=variant.image_size,
+                        download=cfg.download, max_images=cfg.max_images, progress=progress)
+    channels = cfg.channels or int(store.images.shape[1])
+    if "channels" not in variant.defaults and cfg.channels is None:
+        channels = None  # a model with a fixed channel count; BatchSource checks the data fits it
+    model_kwargs = variant.model_kwargs(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf, channels=channels)
+    if cfg.channels is None:
+        cfg = replace(cfg, channels=channels)
+
+    torch.manual_seed(cfg.seed)
+    if ckpt is not None:
+        gen, disc, _ = build_from_checkpoint(ckpt, cfg.variant_file)
+    else:
+        gen, disc = variant.build(**model_kwargs)
+    gen.to(device)
+    disc.to(device)
+    if cfg.channels_last:
+        gen.to(memory_format=torch.channels_last)
+        disc.to(memory_format=torch.channels_last)
+
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             weight_decay=cfg.weight_decay)
+    # one scaler per optimizer: each loss has its own backward and its own overflow history
+    scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    z_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+    start = 0
+    if ckpt is not None:
+        opt_g.load_state_dict(ckpt["opt_G"])
+        opt_d.load_state_dict(ckpt["opt_D"])
+        for scaler, key in ((scaler_d, "scaler_D"), (scaler_g, "scaler_G")):
+            if ckpt.get(key):
+                scaler.load_state_dict(ckpt[key])
+        z_gen.set_state(ckpt["rng"]["z"].to("cpu"))
+        torch.set_rng_state(ckpt["rng"]["torch"].to("cpu"))
+        start = int(ckpt["step"])
+
+    data = BatchSource(store.images, cfg.batch_size, cfg.seed, device, disc.channels, cfg.channels_last)
+    total = cfg.steps if cfg.steps is not None else math.ceil((cfg.epochs or 25) * data.steps_per_epoch)
+    if start >= total:
+        raise ConfigError(f"{out} is already at step {start}; pass --steps above {start} to train further")
+
+    (out / "samples").mkdir(exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    write_config(cfg, out / "config.toml")
+    fixed_z = gen.sample_z(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed + 2),
+                           device="cpu").to(device)
+
+    g_step, d_step = (torch.compile(gen), torch.compile(disc)) if cfg.compile else (gen, disc)
+    d_loss_fn, g_loss_fn = get_loss(cfg.loss)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+        if cfg.amp != "off" else contextlib.nullcontext()
+    )
+    provenance = {
+        "ganbench": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
+        "device": str(device), "dataset": store.meta,
+    }
+    record = model_record(variant, model_kwargs)
+
+    def save(step: int) -> Path:
+        payload = {
+            "model": record, "G": gen.state_dict(), "D": disc.state_dict(),
+            "opt_G": opt_g.state_dict(), "opt_D": opt_d.state_dict(),
+            "scaler_D": scaler_d.state_dict() if scaler_d.is_enabled() else None,
+            "scaler_G": scaler_g.state_dict() if scaler_g.is_enabled() else None,
+            "step": step, "rng": {"torch": torch.get_rng_state(), "z": z_gen.get_state()},
+            "config": cfg.to_dict(), "provenance": provenance,
+        }
+        path = save_checkpoint(payload, out / "checkpoints" / f"step_{step:07d}.pt")
+        link_or_copy(path, out / "checkpoints" / "last.pt")
+        return path
+
+    # device-side accumulators: no host sync per step, one per log interval
+    zero = torch.zeros((), device=device)
+    sums = {k: zero.clone() for k in ("loss_d", "loss_g", "d_real", "d_fake")}
+    counts = {"d": 0, "g": 0}
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    last_ckpt = out / "checkpoints" / "last.pt"
+    metrics_path = out / "metrics.jsonl"
+    t_window, imgs_window, rate = time.perf_counter(), 0, 0.0
+    t_start = time.perf_counter()
+    final: dict[str, Any] = {}
+
+    def update_d(x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            real_logits = d_step(x)
+            fake_logits = d_step(fake)
+            loss = d_loss_fn(real_logits.float(), fake_logits.float())
+        opt_d.zero_grad(set_to_none=True)
+        scaler_d.scale(loss).backward()
+        scaler_d.step(opt_d)
+        scaler_d.update()
+        sums["d_real"] += torch.sigmoid(real_logits.detach().float()).mean()
+        sums["d_fake"] += torch.sigmoid(fake_logits.detach().float()).mean()
+        return loss.detach()
+
+    def update_g(fake: torch.Tensor) -> torch.Tensor:
+        disc.requires_grad_(False)  # no weight gradients for D in the G step
+        with autocast:
+            loss = g_loss_fn(d_step(fake).float())
+        opt_g.zero_grad(set_to_none=True)
+        scaler_g.scale(loss).backward()
+        scaler_g.step(opt_g)
+        scaler_g.update()
+        disc.requires_grad_(True)
+        return loss.detach()
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            where = f"last good checkpoint {last_ckpt}" if last_ckpt.exists() else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"loss became NaN or infinite at step {bad + 1}; training stopped ({where}); "
+                "lower --lr or try --amp off"
+            )
+
+    bar = _progress_bar(total, start, progress)
+    step = start
+    try:
+        for step in range(start, total):
+            x = data.batch(step)
+            gen.train()
+            if cfg.schedule == "simultaneous" or step % 2 == 1:
+                z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                if cfg.schedule == "simultaneous":
+                    with autocast:
+                        fake = g_step(z)
+                    loss_d = update_d(x, fake.detach())
+                    loss_g = update_g(fake)
+                else:  # the authors' code: this minibatch updates D only
+                    with torch.no_grad(), autocast:
+                        fake = g_step(z)
+                    loss_d, loss_g = update_d(x, fake), None
+            else:  # alternating, even minibatch: G only (the authors' loop starts with a G update)
+                z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                with autocast:
+                    fake = g_step(z)
+                loss_g, loss_d = update_g(fake), None
+            for name, value in (("loss_d", loss_d), ("loss_g", loss_g)):
+                if value is not None:
+                    sums[name] += value
+                    counts[name[-1]] += 1
+                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value),
+                                            torch.tensor(step, device=device), first_bad)
+            imgs_window += cfg.batch_size
+            done = step + 1
+            if done % cfg.log_every == 0 or done == total:
+                check_finite()
+                elapsed = time.perf_counter() - t_window
+                rate = imgs_window / elapsed if elapsed > 0 else 0.0
+                final = _log_row(sums, counts, done, rate, time.perf_counter() - t_start)
+                with open(metrics_path, "a") as fh:
+                    fh.write(json.dumps(final) + "\n")
+                bar.set_postfix(
+                    loss_D=f"{final['loss_d']:.3f}", loss_G=f"{final['loss_g']:.3f}",
+                    Dx=f"{final['d_real']:.2f}", DGz=f"{final['d_fake']:.2f}", img_s=f"{rate:.0f}",
+                    refresh=False,
+                )
+                for v in sums.values():
+                    v.zero_()
+                counts.update(d=0, g=0)
+                t_window, imgs_window = time.perf_counter(), 0
+            if done % cfg.sample_every == 0 or done == total:
+                check_finite()
+                save_grid(generate(gen, fixed_z), out / "samples" / f"step_{done:07d}.png")
+            if done % cfg.checkpoint_every == 0 or done == total:
+                check_finite()
+                last_ckpt = save(done)
+                plot_curves(metrics_path, out / "curves.png")
+            bar.update(1)
+    finally:
+        bar.close()
+    return TrainResult(out, total, out / "checkpoints" / "last.pt", rate, final)
+
+
+def generate(gen: nn.Module, z: torch.Tensor, bn: str = "batch") -> torch.Tensor:
+    """G(z) without touching G's state: batch statistics (as in training) with running stats frozen, or
+    the running statistics (bn="running")."""
+    was_training = gen.training
+    bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    tracked = [m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None for m in bns]
+    try:
+        gen.train(bn == "batch")
+        for m in bns:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        with torch.no_grad():
+            return gen(z).float()
+    finally:
+        for m, mom, nbt in zip(bns, momenta, tracked):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+        gen.train(was_training)
+
+
+def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], step: int, rate: float,
+             elapsed: float) -> dict[str, Any]:
+    d, g = max(counts["d"], 1), max(counts["g"], 1)
+    return {
+        "step": step,
+        "loss_d": float(sums["loss_d"]) / d,
+        "loss_g": float(sums["loss_g"]) / g,
+        "d_real": float(sums["d_real"]) / d,
+        "d_fake": float(sums["d_fake"]) / d,
+        "images_per_s": rate,
+        "elapsed_s": elapsed,
+    }
+
+
+def _progress_bar(total: int, start: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", disable=not enabled, dynamic_ncols=True,
+                desc="train", smoothing=0.1)
+
+
+def _set_determinism(deterministic: bool, device: torch.device) -> None:
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
