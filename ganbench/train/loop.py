@@ -81,7 +81,7 @@ class BatchSource:
         nbytes = images.size
         on_device = device.type == "cpu" or nbytes < 0.25 * _free_device_memory(device)
         if on_device and nbytes < (8 << 30):
-            self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            self.images = torch.from_numpy(np.array(images)).to(device)  # a writable copy in RAM
             self.host: np.ndarray | None = None
         else:
             self.images, self.host = None, images

@@ -1,0 +1,138 @@
+"""The command line, through click's runner and as a real subprocess: outputs, files, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ganbench.cli import cli
+
+HERE = Path(__file__).parent
+SMALL = ["--model", "dcgan32", "--ngf", "8", "--ndf", "8", "--nz", "16", "--dataset", "fake", "--max-images", "64",
+         "--batch-size", "16", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "ganbench", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def assert_one_line_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_models_json_lists_dcgan32():
+    result = CliRunner().invoke(cli, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["dcgan32"]["feature_dim"] == 28672
+    assert rows["dcgan32"]["image_size"] == 32 and rows["dcgan32"]["nz"] == 256
+    assert rows["dcgan-svhn32"]["feature_dim"] == 7168
+    assert rows["dcgan64"]["image_size"] == 64 and rows["dcgan64"]["nz"] == 100
+
+
+def test_models_table():
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("dcgan32 "))
+    assert "28,672" in line and "256" in line
+
+
+def test_train_then_sample_and_interpolate(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", *SMALL, "--steps", "6", "--checkpoint-every", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "trained 6 steps" in result.output
+    ckpt = out / "checkpoints" / "last.pt"
+    grid = tmp_path / "grid.png"
+    result = CliRunner().invoke(cli, ["sample", str(ckpt), "--n", "9", "--out", str(grid), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(grid).size == (3 * 34 + 2, 3 * 34 + 2)
+    walks = tmp_path / "walks.png"
+    result = CliRunner().invoke(cli, ["sample", str(ckpt), "--n", "2", "--interpolate", "--walk-steps", "5",
+                                      "--out", str(walks), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(walks).size == (5 * 34 + 2, 2 * 34 + 2)
+
+
+def test_train_with_config_file_and_resume(tmp_path):
+    cfg = tmp_path / "settings.toml"
+    cfg.write_text('model = "dcgan32"\nngf = 8\nndf = 8\nnz = 16\ndataset = "fake"\nmax_images = 64\n'
+                   'batch_size = 16\ndevice = "cpu"\nsteps = 4\n')
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", "--config", str(cfg), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["train", "--out", str(out), "--resume", "--steps", "6", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "trained 6 steps" in r.output
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6
+
+
+def test_train_with_variant_file(tmp_path):
+    r = CliRunner().invoke(cli, [
+        "train", "--variant", f"{HERE / 'variant_file_example.py'}:WIDE_D", "--model", "filevariant16",
+        "--dataset", "digits", "--batch-size", "32", "--steps", "3", "--device", "cpu", "--quiet",
+        "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    grid = Image.open(tmp_path / "run" / "samples" / "step_0000003.png")
+    assert grid.size == (8 * 18 + 2, 8 * 18 + 2)
+
+
+def test_missing_data_is_one_line_exit_2(tmp_path):
+    proc = run("train", "--dataset", "cifar10", "--data-root", "/nonexistent", "--steps", "1",
+               "--out", str(tmp_path / "run"))
+    assert_one_line_error(proc, "/nonexistent", "cifar")
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_bad_option_is_one_line_exit_2(tmp_path):
+    assert_one_line_error(run("train", "--bogus", "--out", str(tmp_path / "x")), "--bogus")
+    assert_one_line_error(run("train", "--amp", "fp8", "--out", str(tmp_path / "x")), "fp8")
+    assert_one_line_error(run("train", "--model", "nope", *SMALL[2:], "--steps", "1", "--out",
+                              str(tmp_path / "y")), "unknown model 'nope'")
+
+
+def test_existing_run_dir_is_one_line_exit_2(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", *SMALL, "--steps", "2", "--out", str(out)).returncode == 0
+    assert_one_line_error(run("train", *SMALL, "--steps", "2", "--out", str(out)), "--overwrite")
+
+
+def test_bad_checkpoint_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert_one_line_error(run("sample", str(bad), "--out", str(tmp_path / "g.png")), "bad.pt")
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_unknown_config_key_is_one_line_exit_2(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("stepz = 3\n")
+    assert_one_line_error(run("train", "--config", str(cfg), "--out", str(tmp_path / "r")), "stepz")
+
+
+def test_demo_runs_offline_and_reports(tmp_path):
+    proc = run("demo", "--out", str(tmp_path / "demo"), "--steps", "12", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "sample grids" in proc.stdout and "curves.png" in proc.stdout
+    assert (tmp_path / "demo" / "curves.png").is_file()
+    assert (tmp_path / "demo" / "samples" / "step_0000012.png").is_file()
