@@ -188,5 +188,206 @@ def demo_cmd(out: str, steps: int | None, quiet: bool) -> None:
         click.echo(line)
 
 
+
+# ------------------------------------------------------------------------------------------------ eval
+def _parse_floats(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--C-grid") from None
+
+
+def _probe_options(func):
+    opts = [
+        click.option("--checkpoint", type=click.Path(dir_okay=False), help="A ganbench checkpoint (.pt)."),
+        click.option("--random-init", "random_init", help="Evaluate a randomly initialised D of this model."),
+        click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file."),
+        click.option("--data-root", help="Where the dataset lies."),
+        click.option("--download", is_flag=True, help="Fetch the dataset if a downloader exists."),
+        click.option("--layers", help="D layers to use, e.g. 1-4 or 1,3,5 (default: all)."),
+        click.option("--bn-stats", type=click.Choice(["train-batches", "running", "batch"]), default="train-batches",
+                     show_default=True, help="BatchNorm statistics at extraction (train-batches: the authors')."),
+        click.option("--feature-dtype", type=click.Choice(["float16", "float32"]), default="float16",
+                     show_default=True),
+        click.option("--C-grid", "c_grid", help="Comma-separated C values (default: the protocol's grid)."),
+        click.option("--svm-backend", type=click.Choice(["torch", "sklearn"]), default="torch", show_default=True),
+        click.option("--trials", type=int, help="Trials of the few-label protocols (default: the protocol's)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+        click.option("--batch-size", type=int, default=256, show_default=True, help="Feature extraction batch."),
+        click.option("--records", type=click.Path(dir_okay=False),
+                     help="JSONL file to append to (default results/records/<protocol>.jsonl)."),
+        click.option("--no-record", is_flag=True, help="Do not append a record."),
+        click.option("--label", help="Row label in the tables."),
+        click.option("--note", "notes", multiple=True, help="A caveat carried into the record and the tables."),
+        click.option("--json", "as_json", is_flag=True, help="Print the record as JSON."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _run_probe(protocols: list[str], **kw) -> None:
+    from ganbench.evaluate import evaluate_representation, load_discriminator
+    from ganbench.report.records import append_record
+
+    if kw["trials"] is not None and kw["trials"] < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--trials")
+    from ganbench.train.loop import pick_device
+
+    device = str(pick_device(kw["device"]))
+    d = load_discriminator(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
+                           device=device)
+    for name in protocols:
+        record = evaluate_representation(
+            name, d, kw["data_root"], layers=kw["layers"], bn_stats=kw["bn_stats"],
+            feature_dtype=kw["feature_dtype"], C_grid=_parse_floats(kw["c_grid"]), svm_backend=kw["svm_backend"],
+            device=device, batch_size=kw["batch_size"], seed=kw["seed"], trials=kw["trials"],
+            download=kw["download"], label=kw["label"], notes=list(kw["notes"]), progress=not kw["quiet"])
+        if not kw["no_record"]:
+            path = Path(kw["records"] or Path("results") / "records" / f"{name}.jsonl")
+            append_record(record, path)
+        if kw["as_json"]:
+            click.echo(json.dumps(record, indent=1, default=str))
+        else:
+            r = record["results"]
+            if "test_error_mean" in r:
+                score = f"test error {r['test_error_mean']:.2f}% ± {r['test_error_ci95']:.2f} (1.96 std)"
+            else:
+                score = f"test accuracy {r['test_accuracy_mean']:.2f}% (std {r['test_accuracy_std']:.2f})"
+            click.echo(f"{name}: {score}; C={record['svm']['chosen_C']:g}; features {record['features']['dim']}; "
+                       f"{record['wall_time_s']['total']:.0f} s" + ("" if kw["no_record"] else f"; record -> {path}"))
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Score a discriminator's features with the paper's L2-SVM protocols."""
+
+
+@eval_group.command("cifar10")
+@click.option("--protocol", type=click.Choice(["full", "400", "both"]), default="both", show_default=True)
+@_probe_options
+def eval_cifar10(protocol: str, **kw) -> None:
+    """CIFAR-10: full training set and/or 400 labels per class (paper, table 1)."""
+    names = {"full": ["cifar10-full"], "400": ["cifar10-400"], "both": ["cifar10-full", "cifar10-400"]}[protocol]
+    _run_probe(names, **kw)
+
+
+@eval_group.command("svhn")
+@_probe_options
+def eval_svhn(**kw) -> None:
+    """SVHN with 1,000 labels, as the authors' released script (paper, table 2)."""
+    _run_probe(["svhn-1000"], **kw)
+
+
+@eval_group.command("mnist")
+@_probe_options
+def eval_mnist(**kw) -> None:
+    """MNIST with 100 labels per class."""
+    _run_probe(["mnist"], **kw)
+
+
+@eval_group.command("digits")
+@_probe_options
+def eval_digits(**kw) -> None:
+    """scikit-learn's digits (offline), stratified splits."""
+    _run_probe(["digits"], **kw)
+
+
+# ------------------------------------------------------------------------------------- features, inspect
+@cli.command("features")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True)
+@click.option("--data-root")
+@click.option("--split", default="train", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
+@click.option("--layers")
+@click.option("--bn-stats", type=click.Choice(["train-batches", "running", "batch"]), default="train-batches",
+              show_default=True, help="train-batches calibrates on the dataset's train split.")
+@click.option("--feature-dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True)
+@click.option("--variant", "variant_file")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--quiet", is_flag=True)
+def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, feature_dtype, variant_file, device,
+                 batch_size, quiet) -> None:
+    """Export discriminator features (every layer max-pooled to 4x4, concatenated) as an .npy for other tools."""
+    import numpy as np
+
+    from ganbench.data import load_images
+    from ganbench.evaluate import load_discriminator
+    from ganbench.features import FeatureSpec, extract_features, parse_layers, train_batch_statistics
+    from ganbench.train.loop import pick_device
+
+    dev = pick_device(device)
+    d = load_discriminator(checkpoint, variant_file=variant_file, device=str(dev))
+    store = load_images(dataset, data_root, split, image_size=d.disc.image_size, progress=not quiet)
+    chosen = parse_layers(layers, len(d.disc.layer_shapes()))
+    stats = None
+    if bn_stats == "train-batches":
+        calib = store if split == "train" else load_images(dataset, data_root, "train",
+                                                           image_size=d.disc.image_size, progress=not quiet)
+        stats = train_batch_statistics(d.disc, np.asarray(calib.images), 128, dev, progress=not quiet)
+    spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype)
+    matrix = extract_features(d.disc, store, spec, bn_stats_values=stats, batch_size=batch_size, device=dev,
+                              out=out, progress=not quiet)
+    np.save(Path(out).with_suffix(".labels.npy"), np.asarray(store.labels))
+    click.echo(f"wrote {out}: {matrix.shape[0]} x {matrix.shape[1]} {feature_dtype} (labels beside it)")
+
+
+@cli.command("inspect")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--variant", "variant_file")
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(checkpoint: str, variant_file: str | None, as_json: bool) -> None:
+    """Model name, nz, image size, layers (channels, spatial size) and feature_dim of a checkpoint."""
+    from ganbench.checkpoint import build_from_checkpoint, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    gen, disc, variant = build_from_checkpoint(ckpt, variant_file)
+    prov = ckpt.get("provenance", {}) or {}
+    info = {
+        "model": variant.name, "kwargs": ckpt["model"].get("kwargs", {}),
+        "nz": getattr(gen, "nz", None), "image_size": disc.image_size,
+        "layers": [{"layer": i, "channels": c, "height": h, "width": w}
+                   for i, (c, h, w) in enumerate(disc.layer_shapes(), 1)],
+        "feature_dim": disc.feature_dim(), "step": ckpt.get("step"),
+        "partial": bool(prov.get("partial") or ckpt["model"].get("partial")),
+        "generator": ckpt.get("G") is not None,
+        "source": prov.get("source", "ganbench train"),
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    click.echo(f"{info['model']} ({info['source']}{', PARTIAL' if info['partial'] else ''}): image {info['image_size']}, "
+               f"nz {info['nz']}, step {info['step']}, feature_dim {info['feature_dim']:,}")
+    for layer in info["layers"]:
+        click.echo(f"  layer {layer['layer']}: {layer['channels']} x {layer['height']} x {layer['width']}")
+
+
+# ------------------------------------------------------------------------------------------------ tables
+@cli.command("tables")
+@click.option("--records", "records_dir", default="results/records", show_default=True)
+@click.option("--out", "tables_dir", default="results/tables", show_default=True)
+@click.option("--check", is_flag=True, help="Exit 1 if the committed tables differ from what the records give.")
+def tables_cmd(records_dir: str, tables_dir: str, check: bool) -> None:
+    """Regenerate the paper-style tables (Markdown, CSV, LaTeX) from the records."""
+    from ganbench.report.tables import check_tables, write_tables
+
+    if check:
+        stale = check_tables(records_dir, tables_dir)
+        if stale:
+            click.echo(f"ganbench: tables out of date: {', '.join(stale)}; run `ganbench tables` and commit",
+                       err=True)
+            sys.exit(1)
+        click.echo("tables match the records")
+        return
+    for path in write_tables(records_dir, tables_dir):
+        click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,214 @@
+"""Representation evaluation end to end: discriminator -> features -> protocol -> record (DESIGN.md's data flow)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, model_record
+from ganbench.data import ImageStore, load_images
+from ganbench.errors import ConfigError
+from ganbench.features import FeatureSpec, extract_features, feature_dim, parse_layers, train_batch_statistics
+from ganbench.models.base import Discriminator
+from ganbench.probe.protocols import (
+    SVHN_C_GRID,
+    ProbeSettings,
+    authors_svhn_split,
+    full_protocol,
+    per_class_protocol,
+    shuffled_split,
+)
+from ganbench.registry import get_variant
+from ganbench.train.loop import pick_device
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which data a protocol reads and how it splits, fits and reports."""
+
+    name: str
+    dataset: str
+    kind: str  # "full" or "per_class"
+    validation: int | float  # images, or a fraction of the training images
+    per_class: int = 0
+    trials: int = 1
+    test_trials: int | None = None
+    split: str = "shuffled"  # "shuffled", "authors-svhn" or "stratified" (one set carved into train/test)
+    report: str = "accuracy"
+    C_grid: tuple[float, ...] | None = None
+    calibrate_on: str = "train"  # "train" (all training images) or "pool" (training minus validation)
+
+
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol("cifar10-full", "cifar10", "full", 10000),
+        Protocol("cifar10-400", "cifar10", "per_class", 10000, per_class=400, trials=10),
+        Protocol("svhn-1000", "svhn", "per_class", 10000, per_class=100, trials=10, test_trials=100,
+                 split="authors-svhn", report="error", C_grid=SVHN_C_GRID, calibrate_on="pool"),
+        Protocol("mnist", "mnist", "per_class", 10000, per_class=100, trials=10),
+        Protocol("digits", "digits", "full", 0.2, split="stratified"),
+    )
+}
+
+
+@dataclass
+class Discriminatee:
+    """A discriminator with what a record must say about where it came from."""
+
+    disc: Discriminator
+    identity: str
+    model: dict[str, Any]
+    checkpoint: dict[str, Any] | None
+    training: dict[str, Any]
+    partial: bool = False
+
+
+def load_discriminator(checkpoint: str | None = None, random_init: str | None = None, *, seed: int = 0,
+                       variant_file: str | None = None, device: str = "cpu") -> Discriminatee:
+    """D from a checkpoint, or a randomly initialised one of a registered model (the paper's baseline)."""
+    if (checkpoint is None) == (random_init is None):
+        raise ConfigError("give --checkpoint CKPT or --random-init MODEL (exactly one)")
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        _, disc, variant = build_from_checkpoint(ckpt, variant_file, device=device)
+        prov = ckpt.get("provenance", {}) or {}
+        cfg = ckpt.get("config", {}) or {}
+        training = dict(prov.get("training") or {"source": "ganbench train", "dataset": cfg.get("dataset"),
+                                                 "steps": ckpt.get("step"), "seed": cfg.get("seed")})
+        sha = file_sha256(checkpoint)
+        partial = bool(prov.get("partial") or ckpt["model"].get("partial"))
+        model = dict(ckpt["model"], partial=partial)
+        return Discriminatee(disc, sha, model, {"path": str(Path(checkpoint).resolve()), "sha256": sha}, training,
+                             partial)
+    variant = get_variant(random_init)
+    torch.manual_seed(seed)
+    _, disc = variant.build()
+    kwargs = variant.model_kwargs()
+    identity = f"random-init:{variant.name}:{sorted(kwargs.items())}:seed={seed}"
+    return Discriminatee(disc.to(device), identity, dict(model_record(variant, kwargs), partial=False), None,
+                         {"source": "random init", "dataset": None, "steps": 0, "seed": seed})
+
+
+def _split(protocol: Protocol, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(labels)
+    size = int(round(protocol.validation * n)) if isinstance(protocol.validation, float) else protocol.validation
+    if protocol.split == "authors-svhn":
+        return authors_svhn_split(n, size)
+    if protocol.split == "stratified":
+        from sklearn.model_selection import train_test_split
+
+        pool, val = train_test_split(np.arange(n), test_size=size, stratify=labels, random_state=seed)
+        return np.sort(val), np.sort(pool)
+    return shuffled_split(n, size, seed)
+
+
+def _stores(protocol: Protocol, data_root: str | None, image_size: int, seed: int, download: bool,
+            progress: bool) -> tuple[ImageStore, ImageStore, np.ndarray | None, np.ndarray | None]:
+    if protocol.split == "stratified":  # one set, carved into train and test (digits)
+        from sklearn.model_selection import train_test_split
+
+        store = load_images(protocol.dataset, data_root, "all", image_size=image_size, progress=progress)
+        tr, te = train_test_split(np.arange(len(store)), test_size=0.3, stratify=store.labels, random_state=seed)
+        return store, store, np.sort(tr), np.sort(te)
+    train = load_images(protocol.dataset, data_root, "train", image_size=image_size, download=download,
+                        progress=progress)
+    test = load_images(protocol.dataset, data_root, "test", image_size=image_size, download=download,
+                       progress=progress)
+    return train, test, None, None
+
+
+def evaluate_representation(
+    protocol_name: str, d: Discriminatee, data_root: str | None, *, layers: str | None = None,
+    bn_stats: str = "train-batches", feature_dtype: str = "float16", C_grid: list[float] | None = None,
+    svm_backend: str = "torch", device: str = "auto", batch_size: int = 256, seed: int = 0,
+    trials: int | None = None, download: bool = False, label: str | None = None, notes: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run one protocol on one discriminator and return its record (not yet written)."""
+    if protocol_name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol_name!r}; choose one of {', '.join(PROTOCOLS)}")
+    protocol = PROTOCOLS[protocol_name]
+    dev = pick_device(device)
+    t_start = time.perf_counter()
+    disc = d.disc.to(dev)
+    chosen = parse_layers(layers, len(disc.layer_shapes()))
+    dim = feature_dim(disc, chosen)
+    train, test, tr_idx, te_idx = _stores(protocol, data_root, disc.image_size, seed, download, progress)
+    y_all = np.asarray(train.labels)
+    y_train = y_all if tr_idx is None else y_all[tr_idx]
+    validation, pool = _split(protocol, y_train, seed)
+    t_data = time.perf_counter()
+
+    calib_rows = np.arange(len(y_train)) if protocol.calibrate_on == "train" else np.sort(pool)
+    calib_global = calib_rows if tr_idx is None else tr_idx[calib_rows]
+    stats = None
+    calibration = None
+    if bn_stats == "train-batches":
+        calib_images = np.asarray(train.images[np.sort(calib_global)])
+        stats = train_batch_statistics(disc, calib_images, 128, dev, progress=progress)
+        calibration = f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:{seed}:{len(calib_rows)}"
+    spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration)
+    feats_train = extract_features(disc, train, spec, bn_stats_values=stats, batch_size=batch_size, device=dev,
+                                   progress=progress)
+    feats_test = feats_train if test is train else extract_features(
+        disc, test, spec, bn_stats_values=stats, batch_size=batch_size, device=dev, progress=progress)
+    if tr_idx is not None:
+        X, X_test, y_test = np.asarray(feats_train[tr_idx]), np.asarray(feats_train[te_idx]), y_all[te_idx]
+    else:
+        X, X_test, y_test = feats_train, feats_test, np.asarray(test.labels)
+    t_feat = time.perf_counter()
+
+    settings = ProbeSettings(Cs=tuple(C_grid or protocol.C_grid or ProbeSettings.Cs), backend=svm_backend,
+                             device=str(dev), seed=seed, progress=progress)
+    if protocol.kind == "full":
+        outcome = full_protocol(X, y_train, X_test, y_test, validation=validation, pool=pool, settings=settings)
+    else:
+        n_trials = trials or (protocol.test_trials if protocol.test_trials is not None else protocol.trials)
+        outcome = per_class_protocol(
+            X, y_train, X_test, y_test, validation=validation, pool=pool, per_class=protocol.per_class,
+            trials=protocol.trials if protocol.test_trials is not None else n_trials, settings=settings,
+            test_trials=n_trials if protocol.test_trials is not None else None, report=protocol.report)
+    t_end = time.perf_counter()
+
+    from ganbench.report.records import environment_versions
+
+    record_notes = list(notes or [])
+    if d.partial:
+        record_notes.append(f"partial discriminator: layers {chosen[0]}-{chosen[-1]} only")
+    return {
+        "kind": "probe",
+        "protocol": protocol.name,
+        "label": label or _default_label(d, chosen),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": d.model,
+        "checkpoint": d.checkpoint,
+        "training": d.training,
+        "data": {"train": train.meta, "test": test.meta, "data_root": data_root},
+        "features": {"dim": dim, "layers": chosen, "bn_stats": bn_stats, "dtype": feature_dtype, "grid": 4,
+                     "calibration": protocol.calibrate_on if bn_stats == "train-batches" else None},
+        "svm": outcome["svm"],
+        "settings": {**outcome["settings"], "protocol": protocol.name, "split": protocol.split},
+        "results": outcome["results"],
+        "notes": record_notes,
+        "versions": environment_versions(),
+        "device": str(dev),
+        "wall_time_s": {"data": round(t_data - t_start, 2), "features": round(t_feat - t_data, 2),
+                        **outcome["wall_time_s"], "total": round(t_end - t_start, 2)},
+    }
+
+
+def _default_label(d: Discriminatee, layers: list[int]) -> str:
+    src = d.training.get("source", "")
+    name = d.model.get("name", "?")
+    if src == "random init":
+        return f"{name} random init (D layers {layers[0]}-{layers[-1]})"
+    if src == "dcgan_code import":
+        return f"{name} authors' weights (D layers {layers[0]}-{layers[-1]})"
+    return f"{name} trained on {d.training.get('dataset')} {d.training.get('steps')} steps"

@@ -1,0 +1,267 @@
+"""Discriminator features as the DCGAN paper used them: every conv layer max-pooled to a 4x4 grid, flattened
+channel-major and concatenated in layer order (paper, sec. 5.1), with a choice of BatchNorm statistics, streamed
+to an on-disk cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganbench.data import ImageStore, cache_dir
+from ganbench.errors import ConfigError
+from ganbench.models.base import Discriminator
+
+BN_MODES = ("train-batches", "running", "batch")
+FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
+FEATURES_VERSION = 1  # bump when the extraction changes, so old caches are not reused
+
+
+def parse_layers(spec: str | list[int] | None, n_layers: int) -> list[int]:
+    """1-based layer numbers from "1-4", "1,3,5", a list, or None (all layers)."""
+    if spec is None or spec == "" or spec == "all":
+        return list(range(1, n_layers + 1))
+    if isinstance(spec, str):
+        layers: list[int] = []
+        try:
+            for part in spec.split(","):
+                part = part.strip()
+                if "-" in part:
+                    lo, hi = (int(p) for p in part.split("-", 1))
+                    layers.extend(range(lo, hi + 1))
+                else:
+                    layers.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--layers {spec!r} is not a list like 1-4 or 1,3,5") from None
+    else:
+        layers = [int(v) for v in spec]
+    bad = [v for v in layers if not 1 <= v <= n_layers]
+    if bad or not layers or len(set(layers)) != len(layers):
+        raise ConfigError(
+            f"--layers {spec!r}: this discriminator has layers 1-{n_layers}; give distinct numbers in that range"
+        )
+    return sorted(layers)
+
+
+def pool_maps(maps: list[torch.Tensor], grid: int = 4) -> torch.Tensor:
+    """Max-pool each (N, C, H, W) map to grid x grid (non-overlapping windows when H divides), flatten, concat."""
+    pooled = []
+    for m in maps:
+        if m.shape[-1] > grid or m.shape[-2] > grid:
+            m = F.adaptive_max_pool2d(m, grid)
+        pooled.append(m.flatten(1))
+    return torch.cat(pooled, 1)
+
+
+def _batchnorms(disc: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in disc.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _to_input(images: np.ndarray, channels: int, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.array(images)).to(device).float().div_(127.5).sub_(1.0)
+    if x.shape[1] != channels:
+        if x.shape[1] == 1:
+            x = x.repeat(1, channels, 1, 1)
+        else:
+            raise ConfigError(f"images have {x.shape[1]} channels, the discriminator expects {channels}")
+    return x
+
+
+@torch.no_grad()
+def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: int = 128,
+                           device: str | torch.device = "cpu", progress: bool = False) -> list[tuple[Any, Any]]:
+    """The authors' BN statistics: over images in batches of batch_size, each batch's mean and biased variance of
+    every BN layer's input (the network normalising with batch statistics, as in training), averaged over batches.
+
+    Returns one (mean, var) pair per BatchNorm module in module order.
+    """
+    bns = _batchnorms(disc)
+    sums = [[None, None] for _ in bns]
+    hooks = []
+
+    def make_hook(i: int):
+        def hook(module, inputs):
+            x = inputs[0].double()
+            dims = [0] + list(range(2, x.dim()))
+            mean, var = x.mean(dims), x.var(dims, unbiased=False)
+            sums[i][0] = mean if sums[i][0] is None else sums[i][0] + mean
+            sums[i][1] = var if sums[i][1] is None else sums[i][1] + var
+        return hook
+
+    for i, bn in enumerate(bns):
+        hooks.append(bn.register_forward_pre_hook(make_hook(i)))
+    was_training = disc.training
+    momenta = [bn.momentum for bn in bns]
+    saved = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
+    try:
+        disc.train()  # batch statistics inside the network, as the authors' Theano graph had
+        for bn in bns:
+            bn.momentum = 0.0
+        n_batches = 0
+        for start in _progress(range(0, len(images), batch_size), progress, "BN statistics", batch_size, len(images)):
+            chunk = images[start:start + batch_size]
+            if len(chunk) < 2:
+                continue  # a batch of one has no variance; the authors' loop never produced one
+            disc.feature_maps(_to_input(chunk, disc.channels, torch.device(device)))
+            n_batches += 1
+    finally:
+        for h in hooks:
+            h.remove()
+        for bn, mom, (rm, rv) in zip(bns, momenta, saved):
+            bn.momentum = mom
+            bn.running_mean.copy_(rm)
+            bn.running_var.copy_(rv)
+        disc.train(was_training)
+    if n_batches == 0:
+        raise ConfigError("train-batches BN statistics need at least 2 training images")
+    return [(m / n_batches, v / n_batches) for m, v in sums]
+
+
+def set_bn_statistics(disc: Discriminator, stats: list[tuple[Any, Any]]) -> None:
+    """Make every BN layer of disc normalise with the given (mean, var) pairs in eval mode."""
+    for bn, (mean, var) in zip(_batchnorms(disc), stats):
+        bn.running_mean.copy_(mean.to(bn.running_mean))
+        bn.running_var.copy_(var.to(bn.running_var))
+
+
+@dataclass
+class FeatureSpec:
+    """What a feature matrix is: which network, which layers, which BN statistics, which dtype."""
+
+    identity: str  # checkpoint sha256, or a description of a randomly initialised network
+    layers: list[int]
+    bn_stats: str = "train-batches"
+    dtype: str = "float16"
+    grid: int = 4
+    calibration: str | None = None  # fingerprint of the images the train-batches statistics came from
+
+    def key(self, store: ImageStore) -> str:
+        payload = {
+            "v": FEATURES_VERSION, "identity": self.identity, "layers": self.layers, "bn": self.bn_stats,
+            "dtype": self.dtype, "grid": self.grid, "calibration": self.calibration,
+            "data": store.meta.get("fingerprint"), "source": store.meta.get("source"),
+            "split": store.meta.get("split"), "n": len(store),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def feature_dim(disc: Discriminator, layers: list[int], grid: int = 4) -> int:
+    """Length of the pooled vector for the chosen layers."""
+    shapes = disc.layer_shapes()
+    return sum(shapes[i - 1][0] * min(shapes[i - 1][1], grid) * min(shapes[i - 1][2], grid) for i in layers)
+
+
+@torch.no_grad()
+def extract_features(
+    disc: Discriminator, store: ImageStore, spec: FeatureSpec, *, bn_stats_values: list | None = None,
+    batch_size: int = 256, device: str | torch.device = "cpu", out: str | os.PathLike | None = None,
+    progress: bool = True, use_cache: bool = True,
+) -> np.ndarray:
+    """Features of every image of store as an (N, dim) array, reused from or written to the on-disk cache.
+
+    bn_stats_values: the (mean, var) pairs for bn_stats="train-batches" (see train_batch_statistics).
+    out: write the matrix to this .npy path instead of the cache.
+    """
+    if spec.bn_stats not in BN_MODES:
+        raise ConfigError(f"unknown --bn-stats {spec.bn_stats!r}; choose one of {', '.join(BN_MODES)}")
+    if spec.dtype not in FEATURE_DTYPES:
+        raise ConfigError(f"unknown --feature-dtype {spec.dtype!r}; choose float16 or float32")
+    device = torch.device(device)
+    disc = disc.to(device)
+    dim = feature_dim(disc, spec.layers, spec.grid)
+    n = len(store)
+    if out is None:
+        folder = cache_dir() / "features"
+        path = folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{spec.key(store)[:20]}.npy"
+        if use_cache:
+            cached = _load_cached(path, (n, dim), spec.dtype)
+            if cached is not None:
+                return cached
+    else:
+        path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    bns = _batchnorms(disc)
+    if spec.bn_stats == "train-batches" and bns:
+        if bn_stats_values is None:
+            raise ConfigError("bn_stats='train-batches' needs statistics from train_batch_statistics")
+        set_bn_statistics(disc, bn_stats_values)
+    was_training = disc.training
+    momenta = [bn.momentum for bn in bns]
+    # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
+    disc.train(spec.bn_stats == "batch")
+    for bn in bns:
+        bn.momentum = 0.0
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sidecar = path.with_suffix(".json")
+    sidecar.unlink(missing_ok=True)
+    try:
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim))
+        wanted = set(spec.layers)
+        for start in _progress(range(0, n, batch_size), progress, "features", batch_size, n):
+            x = _to_input(store.images[start:start + batch_size], disc.channels, device)
+            maps = [m for i, m in enumerate(disc.feature_maps(x), 1) if i in wanted]
+            matrix[start:start + len(x)] = pool_maps(maps, spec.grid).float().cpu().numpy()
+        matrix.flush()
+        del matrix
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        for bn, mom in zip(bns, momenta):
+            bn.momentum = mom
+        disc.train(was_training)
+    meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
+            "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid,
+            "calibration": spec.calibration, "dataset": store.meta}
+    tmp_side = sidecar.with_name(f".{sidecar.name}.tmp")
+    tmp_side.write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(tmp_side, sidecar)
+    return np.load(path, mmap_mode="r")
+
+
+def _load_cached(path: Path, shape: tuple[int, int], dtype: str) -> np.ndarray | None:
+    sidecar = path.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+        if not meta.get("complete") or tuple(meta["shape"]) != shape or meta["dtype"] != dtype:
+            raise ValueError
+        matrix = np.load(path, mmap_mode="r")
+        if matrix.shape != shape or matrix.dtype != FEATURE_DTYPES[dtype]:
+            raise ValueError
+        return matrix
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        # partial or corrupt: forget it, the caller rebuilds
+        sidecar.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _progress(iterable, enabled: bool, desc: str, batch: int, total: int):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return _ImagesBar(iterable, tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True), batch, total)
+
+
+class _ImagesBar:
+    """Iterate batch starts while advancing a bar counted in images (so the rate reads images per second)."""
+
+    def __init__(self, iterable, bar, batch: int, total: int):
+        self.iterable, self.bar, self.batch, self.total = iterable, bar, batch, total
+
+    def __iter__(self):
+        try:
+            for start in self.iterable:
+                yield start
+                self.bar.update(min(self.batch, self.total - start))
+        finally:
+            self.bar.close()

@@ -1,0 +1,177 @@
+"""The paper's evaluation protocols on precomputed features: which images train, validate and test, how C is chosen.
+
+CIFAR-10 (Radford et al. 2015, sec. 5.1): L2-SVM on the discriminator features; "full" uses all 50,000 training
+images, "400" uses 400 labelled images per class. SVHN-1000 (sec. 5.2) follows the authors' released script
+svhn/svhn_semisup_analysis.py in Newmu/dcgan_code: validation = first 10,000 of the shuffled training set, C from
+[1e-4 .. 1e-2] by the mean validation error of 10 trials of 100 images per class, then 100 test trials.
+Test images never take part in choosing C.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ganbench.errors import ConfigError
+from ganbench.probe.l2svm import L2SVM, fit_path
+
+SVHN_C_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # the authors' script
+DEFAULT_C_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+@dataclass
+class ProbeSettings:
+    """Solver and search settings shared by every protocol."""
+
+    Cs: Sequence[float] = DEFAULT_C_GRID
+    backend: str = "torch"
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> ProbeSettings:
+        if not self.Cs or any(c <= 0 for c in self.Cs):
+            raise ConfigError(f"--C-grid must be positive numbers, got {list(self.Cs)}")
+        if self.backend not in ("torch", "sklearn"):
+            raise ConfigError(f"unknown --svm-backend {self.backend!r}; choose torch or sklearn")
+        return self
+
+
+def shuffled_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation indices, pool indices): a seeded permutation, the first validation_size images validate."""
+    if not 0 < validation_size < n:
+        raise ConfigError(f"validation size {validation_size} must lie between 0 and the {n} training images")
+    order = np.random.RandomState(seed).permutation(n)
+    return np.sort(order[:validation_size]), np.sort(order[validation_size:])
+
+
+def authors_svhn_split(n: int, validation_size: int = 10000, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """The released script's split: sklearn.utils.shuffle with RandomState(42); the first 10,000 validate.
+
+    Returned in the shuffled order, as the script keeps it.
+    """
+    from sklearn.utils import shuffle
+
+    order = shuffle(np.arange(n), random_state=np.random.RandomState(seed))
+    return order[:validation_size], order[validation_size:]
+
+
+def class_balanced_sample(labels: np.ndarray, pool: np.ndarray, per_class: int, rng: random.Random) -> np.ndarray:
+    """per_class indices of every class drawn without replacement from pool (Python's random.sample, as the
+    authors' script draws them)."""
+    chosen = []
+    for cls in np.unique(labels[pool]):
+        members = pool[labels[pool] == cls]
+        if len(members) < per_class:
+            raise ConfigError(f"class {cls} has only {len(members)} training images, fewer than {per_class} per class")
+        chosen.extend(rng.sample(list(members), per_class))
+    return np.asarray(chosen)
+
+
+def _pct(x: float) -> float:
+    return round(100.0 * float(x), 4)
+
+
+def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *,
+                  validation: np.ndarray, pool: np.ndarray, settings: ProbeSettings) -> dict[str, Any]:
+    """C by validation accuracy (fit on pool, score on validation), then refit on pool + validation, score test."""
+    settings.validate()
+    t0 = time.perf_counter()
+    models = fit_path(_rows(X, pool), y[pool], list(settings.Cs), backend=settings.backend, device=settings.device)
+    X_val, y_val = _rows(X, validation), y[validation]
+    val_acc = {repr(float(c)): _pct(m.score(X_val, y_val)) for c, m in zip(settings.Cs, models)}
+    best = max(settings.Cs, key=lambda c: (val_acc[repr(float(c))], -c))
+    t_select = time.perf_counter() - t0
+    final = L2SVM(C=best, backend=settings.backend, device=settings.device).fit(X, y)
+    test_acc = _pct(final.score(X_test, y_test))
+    return {
+        "results": {"test_accuracy_mean": test_acc, "test_accuracy_std": 0.0, "test_accuracy_ci95": 0.0,
+                    "per_trial": [test_acc], "validation_accuracy_best": val_acc[repr(float(best))]},
+        "svm": {"backend": settings.backend, "C_grid": [float(c) for c in settings.Cs], "chosen_C": float(best),
+                "validation_accuracy": val_acc, "refit_on": "train + validation", "n_iter": int(final.n_iter_)},
+        "settings": {"validation_size": int(len(validation)), "train_size": int(len(y)), "test_size": int(len(y_test)),
+                     "seed": settings.seed},
+        "wall_time_s": {"select_C": round(t_select, 2), "refit_and_test": round(time.perf_counter() - t0 - t_select, 2)},
+    }
+
+
+def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *,
+                       validation: np.ndarray, pool: np.ndarray, per_class: int, trials: int,
+                       settings: ProbeSettings, test_trials: int | None = None, report: str = "accuracy",
+                       on_trial: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """Few-label protocol with class-balanced subsets of the pool drawn by one random.Random(seed) stream.
+
+    test_trials None (CIFAR-10 400/class): `trials` subsets, each fitted along the whole C grid; C is the best
+    mean validation accuracy; the reported test scores are those same subsets' models at that C.
+    test_trials N (the authors' SVHN script): for each C, `trials` fresh subsets scored on validation; then N
+    fresh subsets at the chosen C scored on the test set. report: "accuracy" or "error" (percent).
+    """
+    settings.validate()
+    rng = random.Random(settings.seed)
+    X_val, y_val = _rows(X, validation), y[validation]
+    Cs = [float(c) for c in settings.Cs]
+    t0 = time.perf_counter()
+    val_scores: dict[str, list[float]] = {repr(c): [] for c in Cs}
+    test_by_c: dict[str, list[float]] = {repr(c): [] for c in Cs}
+    if test_trials is None:
+        for t in range(trials):
+            idx = class_balanced_sample(y, pool, per_class, rng)
+            models = fit_path(_rows(X, idx), y[idx], Cs, backend=settings.backend, device=settings.device)
+            for c, model in zip(Cs, models):
+                val_scores[repr(c)].append(_pct(model.score(X_val, y_val)))
+                test_by_c[repr(c)].append(_pct(model.score(X_test, y_test)))
+            if on_trial:
+                on_trial("trial", t)
+    else:
+        for c in Cs:  # the authors' loop order: all trials of one C, then the next C
+            for t in range(trials):
+                idx = class_balanced_sample(y, pool, per_class, rng)
+                model = L2SVM(C=c, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx])
+                val_scores[repr(c)].append(_pct(model.score(X_val, y_val)))
+                if on_trial:
+                    on_trial(f"C={c:g}", t)
+    mean_val = {k: float(np.mean(v)) for k, v in val_scores.items()}
+    best = max(Cs, key=lambda c: (mean_val[repr(c)], -c))
+    t_select = time.perf_counter() - t0
+    if test_trials is None:
+        test_scores = test_by_c[repr(best)]
+    else:
+        test_scores = []
+        for t in range(test_trials):
+            idx = class_balanced_sample(y, pool, per_class, rng)
+            model = L2SVM(C=best, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx])
+            test_scores.append(_pct(model.score(X_test, y_test)))
+            if on_trial:
+                on_trial("test", t)
+    scores = np.asarray(test_scores)
+    key = "test_error" if report == "error" else "test_accuracy"
+    if report == "error":
+        scores = 100.0 - scores
+    std = float(np.std(scores))  # ddof 0, as the authors' np.std
+    results = {f"{key}_mean": round(float(np.mean(scores)), 4), f"{key}_std": round(std, 4),
+               f"{key}_ci95": round(1.96 * std, 4), "per_trial": [round(float(s), 4) for s in scores]}
+    return {
+        "results": results,
+        "svm": {"backend": settings.backend, "C_grid": Cs, "chosen_C": best,
+                "validation_accuracy": {k: round(v, 4) for k, v in mean_val.items()},
+                "validation_accuracy_per_trial": val_scores},
+        "settings": {"per_class": per_class, "trials": trials if test_trials is None else test_trials,
+                     "selection_trials_per_C": trials, "subsets_reused_for_test": test_trials is None,
+                     "validation_size": int(len(validation)), "pool_size": int(len(pool)),
+                     "test_size": int(len(y_test)), "seed": settings.seed, "sampler": "python random.Random(seed)"},
+        "wall_time_s": {"select_C": round(t_select, 2), "test": round(time.perf_counter() - t0 - t_select, 2)},
+    }
+
+
+def _rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows of a (possibly memory-mapped) matrix, read in index order for sequential disk access."""
+    order = np.argsort(idx, kind="stable")
+    out = np.empty((len(idx), X.shape[1]), dtype=X.dtype)
+    out[order] = X[idx[order]]
+    return out
