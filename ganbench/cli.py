@@ -389,5 +389,23 @@ def tables_cmd(records_dir: str, tables_dir: str, check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
+# ---------------------------------------------------------------------------------------------- import
+@cli.group("import")
+def import_group() -> None:
+    """Convert other projects' checkpoints into ganbench checkpoints."""
+
+
+@import_group.command("dcgan-code")
+@click.argument("src", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ganbench checkpoint to write.")
+@click.option("--allow-partial", is_flag=True, help="Keep the complete leading D layers when files are missing.")
+@click.option("--epoch", type=int, default=None, help="Which epoch, if the folder holds several.")
+def import_dcgan_code_cmd(src: str, out: str, allow_partial: bool, epoch: int | None) -> None:
+    """The DCGAN authors' released Theano checkpoints (Newmu/dcgan_code), read without Theano or unpickling."""
+    from ganbench.models.dcgan_code import format_import_summary, import_dcgan_code
+
+    click.echo(format_import_summary(import_dcgan_code(src, out, allow_partial=allow_partial, epoch=epoch)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -102,6 +102,7 @@ def _load_builtins() -> None:
     if not _builtins_loaded:
         _builtins_loaded = True
         importlib.import_module("ganbench.models.dcgan")
+        importlib.import_module("ganbench.models.dcgan_code")
 
 
 def _load_entry_points() -> None:
