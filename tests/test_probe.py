@@ -1,0 +1,191 @@
+"""Features (pooling, BN statistics, cache) and the protocols, checked against direct computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from ganbench import features as feat
+from ganbench.cli import cli
+from ganbench.data import load_images
+from ganbench.errors import ConfigError
+from ganbench.features import FeatureSpec, extract_features, parse_layers, pool_maps, train_batch_statistics
+from ganbench.probe.protocols import (
+    ProbeSettings,
+    authors_svhn_split,
+    class_balanced_sample,
+    full_protocol,
+    per_class_protocol,
+    shuffled_split,
+)
+from ganbench.registry import get_variant
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def small_disc(seed=0):
+    torch.manual_seed(seed)
+    return get_variant("dcgan32").build(ngf=8, ndf=8, nz=8, channels=1)[1]
+
+
+def test_pool_maps_is_blockwise_max_channel_major():
+    x = torch.randn(2, 3, 16, 16)
+    ref = x.numpy().reshape(2, 3, 4, 4, 4, 4).max(axis=(3, 5)).reshape(2, -1)
+    small = torch.randn(2, 5, 4, 4)
+    out = pool_maps([x, small]).numpy()
+    assert out.shape == (2, 3 * 16 + 5 * 16)
+    np.testing.assert_array_equal(out[:, :48], ref)
+    np.testing.assert_array_equal(out[:, 48:], small.reshape(2, -1).numpy())
+
+
+def test_dcgan32_feature_dim_and_layer_selection():
+    _, disc = get_variant("dcgan32").build()
+    assert feat.feature_dim(disc, [1, 2, 3, 4, 5, 6]) == 28672
+    assert feat.feature_dim(disc, [1, 2, 3, 4]) == (128 + 128 + 256 + 256) * 16
+    assert parse_layers("1-4", 6) == [1, 2, 3, 4]
+    assert parse_layers("1,3,5", 6) == [1, 3, 5]
+    assert parse_layers(None, 3) == [1, 2, 3]
+    for bad in ("0-2", "7", "a-b", "2,2"):
+        with pytest.raises(ConfigError):
+            parse_layers(bad, 6)
+
+
+def test_train_batch_statistics_match_a_direct_computation():
+    disc = small_disc()
+    images = np.random.default_rng(0).integers(0, 256, (300, 1, 32, 32), dtype=np.uint8)
+    stats = train_batch_statistics(disc, images, batch_size=128)
+    # layer 2's BN input is conv2(lrelu(conv1(x))), computed batch by batch (128, 128, 44 images), then averaged
+    conv1, conv2 = disc.blocks[0][0], disc.blocks[1][0]
+    means, variances = [], []
+    with torch.no_grad():
+        for s in range(0, 300, 128):
+            x = torch.from_numpy(images[s:s + 128]).float() / 127.5 - 1
+            pre = conv2(F.leaky_relu(conv1(x), 0.2))
+            means.append(pre.double().mean((0, 2, 3)))
+            variances.append(pre.double().var((0, 2, 3), unbiased=False))
+    torch.testing.assert_close(stats[0][0], torch.stack(means).mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stats[0][1], torch.stack(variances).mean(0), rtol=1e-5, atol=1e-6)
+    assert len(stats) == 5
+    assert torch.equal(disc.blocks[1][1].running_mean, torch.zeros(8))  # the module itself is left untouched
+
+
+def test_extract_features_running_mode_equals_manual_and_is_cached(monkeypatch):
+    disc = small_disc()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    spec = FeatureSpec("test-identity", [1, 2, 3, 4, 5, 6], "running", "float32")
+    out = extract_features(disc, store, spec, batch_size=500, progress=False)
+    disc.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.array(store.images[:7])).float() / 127.5 - 1
+        manual = pool_maps(disc.feature_maps(x)).numpy()
+    np.testing.assert_allclose(out[:7], manual, rtol=1e-5, atol=1e-6)
+    assert out.shape == (1797, (8 + 8 + 16 + 16 + 32 + 32) * 16)
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(feat, "pool_maps", boom)
+    again = extract_features(disc, store, spec, progress=False)
+    assert isinstance(again, np.memmap)
+    np.testing.assert_array_equal(again, out)
+    # a partial cache (sidecar gone) is rebuilt rather than trusted
+    for side in (feat.cache_dir() / "features").glob("*.json"):
+        side.unlink()
+    with pytest.raises(AssertionError, match="recomputed"):
+        extract_features(disc, store, spec, progress=False)
+
+
+def test_float16_features_and_batch_mode_differ_from_running():
+    disc = small_disc()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    f16 = extract_features(disc, store, FeatureSpec("x", [6], "running", "float16"), progress=False)
+    f32 = extract_features(disc, store, FeatureSpec("x", [6], "running", "float32"), progress=False)
+    assert f16.dtype == np.float16
+    np.testing.assert_allclose(f16.astype(np.float32), f32, rtol=2e-3, atol=2e-3)
+    batch = extract_features(disc, store, FeatureSpec("x", [6], "batch", "float32"), batch_size=64, progress=False)
+    assert not np.allclose(batch, f32)
+
+
+def test_splits_and_sampling():
+    val, pool = shuffled_split(100, 30, seed=1)
+    assert len(val) == 30 and len(pool) == 70 and not set(val) & set(pool)
+    np.testing.assert_array_equal(np.sort(np.concatenate([val, pool])), np.arange(100))
+    from sklearn.utils import shuffle
+
+    expected = shuffle(np.arange(50), random_state=np.random.RandomState(42))
+    v, p = authors_svhn_split(50, 10)
+    np.testing.assert_array_equal(np.concatenate([v, p]), expected)
+    import random
+
+    labels = np.repeat(np.arange(5), 20)
+    idx = class_balanced_sample(labels, np.arange(100), 7, random.Random(0))
+    assert np.bincount(labels[idx]).tolist() == [7] * 5 and len(set(idx)) == 35
+    with pytest.raises(ConfigError, match="fewer than 30"):
+        class_balanced_sample(labels, np.arange(100), 30, random.Random(0))
+
+
+def _blobs(n_per_class=60, d=20, k=4, sep=3.0, seed=0):
+    centers = np.random.default_rng(100).normal(0, sep, (k, d))  # the same classes for train and test
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per_class)
+    X = centers[y] + rng.normal(0, 1, (len(y), d))
+    return X.astype(np.float32), y
+
+
+def test_full_protocol_picks_C_on_validation_only():
+    X, y = _blobs()
+    Xt, yt = _blobs(seed=1)
+    val, pool = shuffled_split(len(y), 60, 0)
+    settings = ProbeSettings(Cs=(1e-4, 1e-2, 1.0), backend="sklearn")
+    a = full_protocol(X, y, Xt, yt, validation=val, pool=pool, settings=settings)
+    rng = np.random.default_rng(3)
+    b = full_protocol(X, y, Xt, rng.permutation(yt), validation=val, pool=pool, settings=settings)
+    assert a["svm"]["chosen_C"] == b["svm"]["chosen_C"]  # test labels cannot move the choice
+    assert a["results"]["test_accuracy_mean"] > 90 and b["results"]["test_accuracy_mean"] < 50
+    best = max(a["svm"]["validation_accuracy"].values())
+    assert a["svm"]["validation_accuracy"][repr(a["svm"]["chosen_C"])] == best
+
+
+def test_per_class_protocol_statistics():
+    X, y = _blobs(n_per_class=80, sep=1.0)
+    Xt, yt = _blobs(n_per_class=50, sep=1.0, seed=1)
+    val, pool = shuffled_split(len(y), 80, 0)
+    settings = ProbeSettings(Cs=(1e-3, 1e-1), backend="sklearn", seed=5)
+    out = per_class_protocol(X, y, Xt, yt, validation=val, pool=pool, per_class=5, trials=6, settings=settings)
+    trials = np.asarray(out["results"]["per_trial"])
+    assert len(trials) == 6 and len(np.unique(trials)) > 1
+    assert out["results"]["test_accuracy_mean"] == pytest.approx(trials.mean(), abs=1e-3)
+    assert out["results"]["test_accuracy_std"] == pytest.approx(trials.std(), abs=1e-3)
+    assert out["results"]["test_accuracy_ci95"] == pytest.approx(1.96 * trials.std(), abs=1e-3)
+    again = per_class_protocol(X, y, Xt, yt, validation=val, pool=pool, per_class=5, trials=6, settings=settings)
+    assert again["results"]["per_trial"] == out["results"]["per_trial"]  # seeded
+    err = per_class_protocol(X, y, Xt, yt, validation=val, pool=pool, per_class=5, trials=2, test_trials=4,
+                             settings=settings, report="error")
+    assert len(err["results"]["per_trial"]) == 4 and "test_error_ci95" in err["results"]
+
+
+def test_eval_digits_cli_writes_a_record_and_a_table_row(tmp_path):
+    records = tmp_path / "records" / "digits.jsonl"
+    result = CliRunner().invoke(cli, [
+        "eval", "digits", "--random-init", "dcgan-svhn32", "--C-grid", "1e-3,1e-1", "--device", "cpu",
+        "--records", str(records), "--quiet", "--json", "--layers", "1-2"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output)
+    assert rec["protocol"] == "digits" and rec["features"]["layers"] == [1, 2]
+    assert rec["features"]["dim"] == (64 + 128) * 16
+    assert rec["results"]["test_accuracy_mean"] > 80
+    assert rec["settings"]["test_size"] == 540 and rec["training"]["source"] == "random init"
+    assert json.loads(records.read_text().splitlines()[0])["record_id"]
+
+
+def test_eval_needs_exactly_one_model_source():
+    result = CliRunner().invoke(cli, ["eval", "digits", "--device", "cpu"])
+    assert result.exit_code == 2
