@@ -181,7 +181,7 @@ def sample_cmd(checkpoint: str, n: int, out: str, interpolate: bool, walk_steps:
 @click.option("--steps", type=int, default=None, help="Training steps (default: the demo's calibrated count).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def demo_cmd(out: str, steps: int | None, quiet: bool) -> None:
-    """Offline, CPU, a few minutes: train a narrow dcgan32 on scikit-learn's digits and show what it made."""
+    """Offline, CPU, a few minutes: train a narrow DCGAN on scikit-learn's digits and show what it made."""
     from ganbench.demo import run_demo
 
     for line in run_demo(Path(out), steps=steps, progress=not quiet):
@@ -297,6 +297,94 @@ def eval_digits(**kw) -> None:
     _run_probe(["digits"], **kw)
 
 
+def _quality_options(func):
+    opts = [
+        click.option("--ref", required=True, help="Reference: dataset:split (cifar10:train), a folder, or a stats .npz."),
+        click.option("--data-root", help="Dataset root for a dataset:split reference."),
+        click.option("--metrics", default="fid,is,kid,pr,dc", show_default=True),
+        click.option("--inception-weights", type=click.Path(dir_okay=False),
+                     help="pt_inception-2015-12-05-6726825d.pth (else $GANBENCH_INCEPTION_WEIGHTS, torch hub cache)."),
+        click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True),
+        click.option("--is-splits", type=int, default=10, show_default=True),
+        click.option("--batch-size", type=int, default=50, show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--records", type=click.Path(dir_okay=False), help="JSONL (default results/records/quality.jsonl)."),
+        click.option("--no-record", is_flag=True),
+        click.option("--label"),
+        click.option("--json", "as_json", is_flag=True),
+        click.option("--quiet", is_flag=True),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _report_quality(record: dict, records: str | None, no_record: bool, as_json: bool) -> None:
+    from ganbench.report.records import append_record
+
+    if not no_record:
+        append_record(record, Path(records or Path("results") / "records" / "quality.jsonl"))
+    if as_json:
+        click.echo(json.dumps({**record["results"], "record": record}, indent=1, default=str))
+        return
+    r = record["results"]
+    parts = [f"{k} {r[k]:.4g}" for k in ("fid", "is_mean", "kid_mean", "precision", "recall", "density", "coverage")
+             if k in r]
+    click.echo(f"{record['label']}: " + ", ".join(parts))
+
+
+@eval_group.command("quality")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--n", "n", type=int, default=50000, show_default=True, help="Samples to generate.")
+@click.option("--variant", "variant_file")
+@_quality_options
+def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, is_splits,
+                 batch_size, device, seed, records, no_record, label, as_json, quiet) -> None:
+    """FID, IS, KID, precision/recall, density/coverage of a generator's samples, from one Inception pass."""
+    from ganbench.quality import evaluate_quality
+
+    record = evaluate_quality(checkpoint=checkpoint, ref=ref, n=n, metrics=tuple(metrics.split(",")),
+                              inception_weights=inception_weights, fid_dims=int(fid_dims), is_splits=is_splits,
+                              batch_size=batch_size, device=device, seed=seed, data_root=data_root,
+                              variant_file=variant_file, label=label, progress=not quiet)
+    _report_quality(record, records, no_record, as_json)
+
+
+@eval_group.command("samples")
+@click.argument("folder")
+@_quality_options
+def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, is_splits, batch_size, device, seed,
+                 records, no_record, label, as_json, quiet) -> None:
+    """Score any folder (or .npz) of generated images, e.g. another GAN's samples."""
+    from ganbench.quality import evaluate_quality
+
+    record = evaluate_quality(samples=folder, ref=ref, metrics=tuple(metrics.split(",")),
+                              inception_weights=inception_weights, fid_dims=int(fid_dims), is_splits=is_splits,
+                              batch_size=batch_size, device=device, seed=seed, data_root=data_root, label=label,
+                              progress=not quiet)
+    _report_quality(record, records, no_record, as_json)
+
+
+@cli.command("stats")
+@click.argument("source")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="pytorch-fid .npz (mu, sigma).")
+@click.option("--data-root")
+@click.option("--inception-weights", type=click.Path(dir_okay=False))
+@click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True)
+@click.option("--batch-size", type=int, default=50, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True)
+def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, device, quiet) -> None:
+    """Reference statistics of a folder, .npz or dataset:split, interoperable with pytorch-fid's --save-stats."""
+    from ganbench.quality import write_reference_statistics
+
+    path = write_reference_statistics(source, out, inception_weights=inception_weights, data_root=data_root,
+                                      fid_dims=int(fid_dims), batch_size=batch_size, device=device,
+                                      progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
 # ------------------------------------------------------------------------------------- features, inspect
 @cli.command("features")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
@@ -362,7 +450,8 @@ def inspect_cmd(checkpoint: str, variant_file: str | None, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(info, indent=1))
         return
-    click.echo(f"{info['model']} ({info['source']}{', PARTIAL' if info['partial'] else ''}): image {info['image_size']}, "
+    partial = ", PARTIAL" if info["partial"] else ""
+    click.echo(f"{info['model']} ({info['source']}{partial}): image {info['image_size']}, "
                f"nz {info['nz']}, step {info['step']}, feature_dim {info['feature_dim']:,}")
     for layer in info["layers"]:
         click.echo(f"  layer {layer['layer']}: {layer['channels']} x {layer['height']} x {layer['width']}")

@@ -153,7 +153,8 @@ def evaluate_representation(
     if bn_stats == "train-batches":
         calib_images = np.asarray(train.images[np.sort(calib_global)])
         stats = train_batch_statistics(disc, calib_images, 128, dev, progress=progress)
-        calibration = f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:{seed}:{len(calib_rows)}"
+        calibration = (f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:"
+                       f"{seed}:{len(calib_rows)}")
     spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration)
     feats_train = extract_features(disc, train, spec, bn_stats_values=stats, batch_size=batch_size, device=dev,
                                    progress=progress)

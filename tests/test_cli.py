@@ -134,5 +134,6 @@ def test_demo_runs_offline_and_reports(tmp_path):
     proc = run("demo", "--out", str(tmp_path / "demo"), "--steps", "12", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "sample grids" in proc.stdout and "curves.png" in proc.stdout
+    assert "digits-FID" in proc.stdout and "digits-IS" in proc.stdout and "NOT Inception" in proc.stdout
     assert (tmp_path / "demo" / "curves.png").is_file()
     assert (tmp_path / "demo" / "samples" / "step_0000012.png").is_file()

@@ -97,7 +97,8 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
                 "validation_accuracy": val_acc, "refit_on": "train + validation", "n_iter": int(final.n_iter_)},
         "settings": {"validation_size": int(len(validation)), "train_size": int(len(y)), "test_size": int(len(y_test)),
                      "seed": settings.seed},
-        "wall_time_s": {"select_C": round(t_select, 2), "refit_and_test": round(time.perf_counter() - t0 - t_select, 2)},
+        "wall_time_s": {"select_C": round(t_select, 2),
+                        "refit_and_test": round(time.perf_counter() - t0 - t_select, 2)},
     }
 
 

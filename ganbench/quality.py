@@ -1,0 +1,134 @@
+"""Sample quality end to end: images (generator, folder, .npz, split) -> one Inception pass -> metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint
+from ganbench.errors import ConfigError
+from ganbench.metrics.compute import compute_all
+from ganbench.metrics.fid import feature_statistics, load_statistics, save_statistics
+from ganbench.metrics.inception import InceptionFeatures, extract
+from ganbench.train.loop import generate, pick_device
+
+
+def generator_images(checkpoint: str, n: int, seed: int, device: torch.device, batch_size: int = 250,
+                     variant_file: str | None = None) -> np.ndarray:
+    """n samples of a checkpoint's generator as uint8 (N, C, H, W), batch statistics per batch as in training."""
+    gen, _, _ = build_from_checkpoint(load_checkpoint(checkpoint), variant_file, device=device)
+    rng = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, n, batch_size):
+        z = gen.sample_z(min(batch_size, n - start), generator=rng, device="cpu").to(device)
+        x = generate(gen, z, bn="batch" if len(z) > 1 else "running")
+        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy())
+    return np.concatenate(out)
+
+
+def resolve_images(source: str, *, data_root: str | None = None, image_size: int = 32,
+                   max_images: int | None = None) -> tuple[Any, str]:
+    """A folder, an .npz of uint8 images, or `dataset:split` -> something `extract` reads, and a description."""
+    path = Path(source)
+    if path.is_dir():
+        return str(path), f"folder {path.resolve()}"
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path) as data:
+            key = "images" if "images" in data else data.files[0]
+            arr = data[key]
+        if arr.dtype != np.uint8 or arr.ndim != 4:
+            raise ConfigError(f"{path}: expected uint8 images (N, C, H, W) or (N, H, W, C) under 'images'")
+        if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+            arr = arr.transpose(0, 3, 1, 2)
+        return arr, f"npz {path.resolve()}"
+    if ":" in source and not path.exists():
+        from ganbench.data import load_images
+
+        name, split = source.split(":", 1)
+        store = load_images(name, data_root, split, image_size=image_size, max_images=max_images)
+        return np.asarray(store.images), f"dataset {name}:{split} ({store.meta.get('fingerprint', '')[:12]})"
+    raise ConfigError(f"{source!r} is not a folder, an .npz of images or dataset:split (e.g. cifar10:train)")
+
+
+def evaluate_quality(
+    *, checkpoint: str | None = None, samples: str | None = None, ref: str, n: int = 50000,
+    metrics: tuple[str, ...] = ("fid", "is", "kid", "pr", "dc"), inception_weights: str | None = None,
+    fid_dims: int = 2048, is_splits: int = 10, batch_size: int = 50, device: str = "auto", seed: int = 0,
+    data_root: str | None = None, variant_file: str | None = None, label: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score generated images (from a checkpoint or a folder/.npz) against a reference; return the record."""
+    if (checkpoint is None) == (samples is None):
+        raise ConfigError("give a generator checkpoint or a folder of samples (exactly one)")
+    if fid_dims not in (64, 192, 768, 2048):
+        raise ConfigError(f"--fid-dims must be 64, 192, 768 or 2048, got {fid_dims}")
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    net = InceptionFeatures(inception_weights, device=dev, progress=progress)
+    dims = () if fid_dims == 2048 else (fid_dims,)
+    model, training, ckpt_info = None, None, None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        fake_images = generator_images(checkpoint, n, seed, dev, variant_file=variant_file)
+        fake_desc = f"{n} samples of {checkpoint}"
+        model = ckpt["model"]
+        cfg = ckpt.get("config") or {}
+        training = {"source": "ganbench train", "dataset": cfg.get("dataset"), "steps": ckpt.get("step"),
+                    "seed": cfg.get("seed")}
+        ckpt_info = {"path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
+        image_size = int(fake_images.shape[-1])
+    else:
+        fake_images, fake_desc = resolve_images(samples, data_root=data_root)
+        image_size = 32
+    fake = extract(fake_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+    real_stats, real = None, None
+    ref_path = Path(ref)
+    if ref_path.suffix == ".npz" and ref_path.is_file():
+        with np.load(ref_path) as data:
+            is_stats = "mu" in data.files and "sigma" in data.files
+        if is_stats:
+            mu, sigma, _ = load_statistics(ref_path)
+            real_stats = (mu, sigma)
+            needing = [m for m in metrics if m in ("kid", "pr", "dc")]
+            if needing:
+                raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
+    if real_stats is None:
+        ref_images, _ = resolve_images(ref, data_root=data_root, image_size=image_size)
+        real = extract(ref_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+    pick = (lambda f: {"pool3": f["dims"][fid_dims], "logits": f["logits"]}) if dims else (lambda f: f)
+    values = compute_all(pick(real) if real else None, pick(fake), metrics, real_stats=real_stats,
+                         is_splits=is_splits, is_seed=seed, kid_seed=seed, device=str(dev))
+    from ganbench.report.records import environment_versions
+
+    return {
+        "kind": "quality",
+        "label": label or (f"{model['name']} ({fake_desc})" if model else fake_desc),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model, "checkpoint": ckpt_info, "training": training,
+        "fake": fake_desc, "reference": ref, "features": f"inception-pool3 (dims {fid_dims})",
+        "inception": net.info,
+        "preprocessing": "pytorch-fid: bilinear resize to 299, values to [-1, 1]; float32, TF32 off; stats float64",
+        "settings": {"metrics": list(metrics), "n": n if checkpoint else None, "is_splits": is_splits,
+                     "seed": seed, "fid_dims": fid_dims, "batch_size": batch_size},
+        "results": values, "versions": environment_versions(), "device": str(dev),
+        "wall_time_s": {"total": round(time.perf_counter() - t0, 2)},
+    }
+
+
+def write_reference_statistics(source: str, out: str, *, inception_weights: str | None = None,
+                               data_root: str | None = None, fid_dims: int = 2048, batch_size: int = 50,
+                               device: str = "auto", progress: bool = True) -> Path:
+    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar."""
+    dev = pick_device(device)
+    images, desc = resolve_images(source, data_root=data_root)
+    net = InceptionFeatures(inception_weights, device=dev, progress=progress)
+    dims = () if fid_dims == 2048 else (fid_dims,)
+    feats = extract(images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+    mu, sigma = feature_statistics(feats["dims"][fid_dims] if dims else feats["pool3"])
+    return save_statistics(out, mu, sigma, {"source": desc, "count": feats["n"], "network": "pytorch-fid InceptionV3",
+                                            "weights_sha256": net.info.get("sha256"), "dims": fid_dims})

@@ -1,0 +1,66 @@
+"""`ganbench eval samples / quality` and `ganbench stats` end to end, on a random-weights Inception file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ganbench.cli import cli
+from ganbench.metrics.fid import frechet_distance, load_statistics
+from ganbench.metrics.inception import write_random_inception_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return str(write_random_inception_weights(tmp_path_factory.mktemp("w") / "inception.pth", seed=0))
+
+
+def folder(path, seed, n=12, shift=0):
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img = np.clip(rng.normal(120 + shift, 50, (32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(path / f"{i:03d}.png")
+    return path
+
+
+def test_eval_samples_and_stats_agree(tmp_path, weights, monkeypatch):
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    a, b = folder(tmp_path / "a", 0), folder(tmp_path / "b", 1, shift=60)
+    r = CliRunner().invoke(cli, ["eval", "samples", str(a), "--ref", str(b), "--inception-weights", weights,
+                                 "--device", "cpu", "--quiet", "--json", "--no-record", "--is-splits", "2",
+                                 "--metrics", "fid,is,kid,pr,dc"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["n_fake"] == 12 and out["n_real"] == 12 and out["fid"] > 0
+    assert {"is_mean", "kid_mean", "precision", "recall", "density", "coverage"} <= set(out)
+    stats = tmp_path / "b_stats.npz"
+    r = CliRunner().invoke(cli, ["stats", str(b), "--out", str(stats), "--inception-weights", weights,
+                                 "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    mu, sigma, meta = load_statistics(stats)
+    assert mu.shape == (2048,) and meta["count"] == 12
+    r = CliRunner().invoke(cli, ["eval", "samples", str(a), "--ref", str(stats), "--inception-weights", weights,
+                                 "--device", "cpu", "--quiet", "--json", "--no-record", "--metrics", "fid"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["fid"] == pytest.approx(out["fid"], rel=1e-6)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0, abs=1e-6)
+
+
+def test_missing_weights_offline_is_one_line(tmp_path):
+    a = folder(tmp_path / "a", 0, n=3)
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "GANBENCH_INCEPTION_WEIGHTS": "",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    proc = subprocess.run([sys.executable, "-m", "ganbench", "eval", "samples", str(a), "--ref", str(a),
+                           "--device", "cpu", "--no-record", "--quiet"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "pt_inception-2015-12-05-6726825d.pth" in lines[0], proc.stderr
