@@ -299,7 +299,8 @@ def eval_digits(**kw) -> None:
 
 def _quality_options(func):
     opts = [
-        click.option("--ref", required=True, help="Reference: dataset:split (cifar10:train), a folder, or a stats .npz."),
+        click.option("--ref", required=True,
+                     help="Reference: dataset:split (cifar10:train), a folder, or a stats .npz."),
         click.option("--data-root", help="Dataset root for a dataset:split reference."),
         click.option("--metrics", default="fid,is,kid,pr,dc", show_default=True),
         click.option("--inception-weights", type=click.Path(dir_okay=False),
@@ -309,7 +310,8 @@ def _quality_options(func):
         click.option("--batch-size", type=int, default=50, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--records", type=click.Path(dir_okay=False), help="JSONL (default results/records/quality.jsonl)."),
+        click.option("--records", type=click.Path(dir_okay=False),
+                     help="JSONL (default results/records/quality.jsonl)."),
         click.option("--no-record", is_flag=True),
         click.option("--label"),
         click.option("--json", "as_json", is_flag=True),
