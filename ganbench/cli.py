@@ -480,6 +480,30 @@ def tables_cmd(records_dir: str, tables_dir: str, check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
+# ------------------------------------------------------------------------------------------- reproduce
+@cli.group("reproduce")
+def reproduce_group() -> None:
+    """Reproduce published tables end to end."""
+
+
+@reproduce_group.command("paper")
+@click.option("--data-root", required=True,
+              help="Folder holding cifar10/ and svhn/ (or cifar-10-batches-py, *_32x32.mat).")
+@click.option("--models", "models_dir", required=True, help="Folder of the authors' checkpoints (dcgan_code/models).")
+@click.option("--svm-backend", type=click.Choice(["torch", "sklearn"]), default="torch", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--records", "records_dir", default="results/records", show_default=True)
+@click.option("--quiet", is_flag=True)
+def reproduce_paper(data_root: str, models_dir: str, svm_backend: str, device: str, records_dir: str,
+                    quiet: bool) -> None:
+    """Tables 1 and 2 of the DCGAN paper with the authors' released weights; says plainly what it had to skip."""
+    from ganbench.reproduce import reproduce_paper as run
+
+    for line in run(Path(data_root), Path(models_dir), svm_backend=svm_backend, device=device,
+                    records_dir=Path(records_dir), progress=not quiet):
+        click.echo(line)
+
+
 # ---------------------------------------------------------------------------------------------- import
 @cli.group("import")
 def import_group() -> None:

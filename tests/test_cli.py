@@ -137,3 +137,14 @@ def test_demo_runs_offline_and_reports(tmp_path):
     assert "digits-FID" in proc.stdout and "digits-IS" in proc.stdout and "NOT Inception" in proc.stdout
     assert (tmp_path / "demo" / "curves.png").is_file()
     assert (tmp_path / "demo" / "samples" / "step_0000012.png").is_file()
+
+
+def test_reproduce_paper_says_what_it_skips(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    r = CliRunner().invoke(cli, ["reproduce", "paper", "--data-root", str(tmp_path / "nodata"), "--models",
+                                 str(models), "--records", str(tmp_path / "results" / "records"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    skipped = [ln for ln in r.output.splitlines() if "SKIPPED" in ln]
+    assert [ln.split(":")[0] for ln in skipped] == ["cifar10-full", "cifar10-400", "svhn-1000"]
+    assert (tmp_path / "results" / "tables" / "cifar10.md").is_file()
