@@ -187,7 +187,7 @@ def evaluate_representation(
         "kind": "probe",
         "protocol": protocol.name,
         "label": label or _default_label(d, chosen),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": d.model,
         "checkpoint": d.checkpoint,
         "training": d.training,

@@ -108,7 +108,7 @@ def evaluate_quality(
     return {
         "kind": "quality",
         "label": label or (f"{model['name']} ({fake_desc})" if model else fake_desc),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": model, "checkpoint": ckpt_info, "training": training,
         "fake": fake_desc, "reference": ref, "features": f"inception-pool3 (dims {fid_dims})",
         "inception": net.info,

@@ -121,7 +121,7 @@ def _timestamp(record: dict[str, Any]) -> float | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=_dt.UTC)
     return parsed.timestamp()
 
 
