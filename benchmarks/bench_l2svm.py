@@ -1,0 +1,232 @@
+"""Time ganbench's L2-SVM (torch backend) against scikit-learn's LinearSVC on the same synthetic features.
+
+The data are shaped like the DCGAN paper's CIFAR-10 protocols (28,672 discriminator features, 10 classes):
+non-negative leaky-ReLU features with a mean as large as their spread, class structure in a low-dimensional
+subspace and correlated noise with a decaying spectrum. They are written once as a float16 memmap; each solver
+then runs in a fresh subprocess that reads it, so that ``ru_maxrss`` is that solver's own peak resident memory
+(the memmap pages it touches count too: the float16 matrix itself is part of every solver's footprint).
+
+    python benchmarks/bench_l2svm.py --n 4000 --d 28672 --classes 10          # 400/class protocol shape
+    python benchmarks/bench_l2svm.py --n 10000 --d 28672 --out results/benchmarks/l2svm.md
+    python benchmarks/bench_l2svm.py --full-cifar-shape                       # 50,000 x 28,672, torch only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FULL_N, FULL_D = 50_000, 28_672
+
+
+def make_features(
+    outputs: list[tuple[Path, int]], d: int, classes: int, seed: int, sep: float, chunk: int = 2048
+) -> list[np.ndarray]:
+    """Write synthetic float16 feature rows to each (path, rows) as raw memmaps; return their labels.
+
+    All outputs share one distribution (class means, mixing matrices) and get fresh samples from it.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    q, r = 32, 256  # class subspace, correlated-noise rank
+    means = torch.randn(classes, q, generator=g) * sep
+    A = torch.randn(q, d, generator=g) / q**0.5
+    B = torch.randn(r, d, generator=g) * (torch.arange(1, r + 1, dtype=torch.float32) ** -0.5)[:, None]
+    all_labels = []
+    for path, n in outputs:
+        labels = torch.randint(0, classes, (n,), generator=g)
+        X = np.memmap(path, dtype=np.float16, mode="w+", shape=(n, d))
+        for a in range(0, n, chunk):
+            y = labels[a : a + chunk]
+            z = means[y] + torch.randn(len(y), q, generator=g)
+            h = (
+                z @ A
+                + torch.randn(len(y), r, generator=g) @ B
+                + 0.5 * torch.randn(len(y), d, generator=g)
+                + 0.5
+            )
+            X[a : a + len(y)] = torch.nn.functional.leaky_relu(h, 0.2).numpy().astype(np.float16)
+        X.flush()
+        del X
+        all_labels.append(labels.numpy())
+    return all_labels
+
+
+def child(args: argparse.Namespace) -> None:
+    """Fit one solver on the memmapped data and print one JSON line."""
+    X = np.memmap(args.data, dtype=np.float16, mode="r", shape=(args.n, args.d))
+    y = np.load(args.data + ".y.npy")
+    Xt = np.memmap(args.data + ".test", dtype=np.float16, mode="r", shape=(args.n_test, args.d))
+    yt = np.load(args.data + ".test.y.npy")
+    if args.solver == "sklearn":
+        from sklearn.svm import LinearSVC
+
+        t0 = time.perf_counter()
+        model = LinearSVC(
+            C=args.C,
+            loss="squared_hinge",
+            dual=args.n < args.d,
+            tol=args.sklearn_tol,
+            max_iter=args.sklearn_max_iter,
+        ).fit(X, y)
+        fit_s = time.perf_counter() - t0
+        n_iter, extra = int(model.n_iter_), ""
+    else:
+        from ganbench.probe import L2SVM
+
+        t0 = time.perf_counter()
+        model = L2SVM(C=args.C, backend="torch", device=args.device, tol=args.tol).fit(X, y)
+        fit_s = time.perf_counter() - t0
+        n_iter, extra = model.n_iter_, f"{model.solver_}, {model.n_passes_} passes over X"
+    acc = float(np.mean(model.predict(Xt) == yt))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(
+        json.dumps(
+            {"solver": args.solver, "fit_s": fit_s, "rss": rss, "acc": acc, "n_iter": n_iter, "extra": extra}
+        )
+    )
+
+
+def run_child(args: argparse.Namespace, solver: str, data: Path) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--solver",
+        solver,
+        "--data",
+        str(data),
+        "--n",
+        str(args.n),
+        "--d",
+        str(args.d),
+        "--n-test",
+        str(args.n_test),
+        "--C",
+        repr(args.C),
+        "--tol",
+        repr(args.tol),
+        "--sklearn-tol",
+        repr(args.sklearn_tol),
+        "--sklearn-max-iter",
+        str(args.sklearn_max_iter),
+        "--device",
+        args.device,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"solver": solver, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=4000, help="training rows")
+    p.add_argument("--d", type=int, default=FULL_D, help="features")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--C", type=float, default=1e-3)
+    p.add_argument("--tol", type=float, default=1e-4, help="ganbench's tol (relative objective gap)")
+    p.add_argument("--sklearn-tol", type=float, default=1e-4, help="LinearSVC's tol (its default)")
+    p.add_argument("--sklearn-max-iter", type=int, default=1000, help="LinearSVC's max_iter (its default)")
+    p.add_argument("--sep", type=float, default=0.35, help="class separation of the synthetic data")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--solvers", default="torch,sklearn")
+    p.add_argument(
+        "--full-cifar-shape",
+        action="store_true",
+        help=f"{FULL_N} x {FULL_D} float16, ganbench only (LinearSVC cannot fit it in memory)",
+    )
+    p.add_argument("--workdir", default=None, help="where the memmaps go (default: a temporary directory)")
+    p.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    # internal: one solver in a subprocess
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--solver", help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    solvers = args.solvers.split(",")
+    notes = []
+    if args.full_cifar_shape:
+        args.n, args.d = FULL_N, FULL_D
+        solvers = [s for s in solvers if s != "sklearn"]
+        gib = args.n * args.d * (8 + 16) / 2**30
+        notes.append(
+            f"LinearSVC not run: liblinear copies X to float64 ({args.n * args.d * 8 / 2**30:.1f} GiB) and then "
+            f"into its sparse feature_node format (16 bytes per value, {args.n * args.d * 16 / 2**30:.1f} GiB): "
+            f"about {gib:.0f} GiB, more than this machine's {_total_ram_gib():.0f} GiB of RAM."
+        )
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        data = Path(tmp) / "train.f16"
+        t0 = time.perf_counter()
+        test = Path(str(data) + ".test")
+        y, yt = make_features(
+            [(data, args.n), (test, args.n_test)], args.d, args.classes, args.seed, args.sep
+        )
+        np.save(str(data) + ".y.npy", y)
+        np.save(str(test) + ".y.npy", yt)
+        gen_s = time.perf_counter() - t0
+        results = [run_child(args, s, data) for s in solvers]
+
+    by = {r["solver"]: r for r in results}
+    lines = [
+        f"L2-SVM fit, synthetic DCGAN-like features: n={args.n}, d={args.d}, {args.classes} classes, C={args.C}, "
+        f"X float16 memmap; test rows {args.n_test}.",
+        "",
+        "| solver | fit s | peak RSS GiB | test acc | iterations | notes |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['solver']} | failed | | | | {r['error']} |")
+            continue
+        name = "ganbench torch" if r["solver"] == "torch" else "sklearn LinearSVC"
+        note = r["extra"] or f"tol={args.sklearn_tol}, max_iter={args.sklearn_max_iter}"
+        lines.append(
+            f"| {name} | {r['fit_s']:.1f} | {r['rss'] / 2**30:.2f} | {r['acc']:.4f} | {r['n_iter']} | "
+            f"{note} |"
+        )
+    if "error" not in by.get("torch", {"error": 1}) and "error" not in by.get("sklearn", {"error": 1}):
+        lines.append("")
+        lines.append(
+            f"Speed ratio (sklearn fit s / ganbench fit s): {by['sklearn']['fit_s'] / by['torch']['fit_s']:.2f}x; "
+            f"test accuracy difference {100 * (by['torch']['acc'] - by['sklearn']['acc']):+.2f} points."
+        )
+    lines += (
+        [""]
+        + notes
+        + [
+            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_total_ram_gib():.0f} GiB "
+            f"RAM, device {args.device}; data generation {gen_s:.0f} s (not timed above).",
+            "Command: `python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]) + "`",
+        ]
+    )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
+def _total_ram_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""ganbench.probe.l2svm against scikit-learn's LinearSVC (liblinear), on small synthetic problems."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.svm import LinearSVC
+
+import ganbench.probe.l2svm as l2svm
+from ganbench.errors import ConfigError
+from ganbench.probe import L2SVM, fit_path, gram_matrix, squared_hinge_objective
+
+C_REF = 0.05
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These problems are tiny: with two threads, every small op can wait on a busy core (shared CI boxes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.cache
+def problem(kind: str, n_train: int = 400, d: int = 60, classes: int = 10, seed: int = 0):
+    """(X_train, y_train, X_test (1000), y_test) float32 with a non-zero feature mean, as DCGAN features have."""
+    sep = {"separated": 3.0, "overlapping": 0.7}[kind]
+    X, y = make_classification(
+        n_samples=n_train + 1000,
+        n_features=d,
+        n_informative=min(d, 12),
+        n_redundant=0,
+        n_classes=classes,
+        n_clusters_per_class=1,
+        class_sep=sep,
+        random_state=seed,
+    )
+    X = (0.5 * X + 1.0).astype(np.float32)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+@functools.cache
+def reference(kind: str, C: float = C_REF, **shape):
+    """LinearSVC converged far beyond its defaults."""
+    X, y, _, _ = problem(kind, **shape)
+    return LinearSVC(C=C, tol=1e-10, max_iter=1_000_000, dual=True).fit(X, y)
+
+
+def objective(model, X, y, C):
+    return squared_hinge_objective(model.coef_, model.intercept_, X, y, C)
+
+
+@pytest.mark.parametrize("kind", ["separated", "overlapping"])
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_matches_liblinear(kind, solver):
+    X, y, Xt, yt = problem(kind)
+    ref = reference(kind)
+    ours = L2SVM(C=C_REF, solver=solver).fit(X, y)
+    assert ours.solver_ == solver
+    assert ours.coef_.shape == (10, X.shape[1]) and ours.coef_.dtype == np.float32
+    f_ours, f_ref = objective(ours, X, y, C_REF), objective(ref, X, y, C_REF)
+    assert np.all(f_ours <= f_ref * (1 + 1e-4)), (f_ours - f_ref) / f_ref
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-3, atol=1e-3 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(
+        ours.intercept_, ref.intercept_, rtol=1e-3, atol=1e-3 * np.abs(ref.coef_).max()
+    )
+    assert abs(ours.score(Xt, yt) - ref.score(Xt, yt)) <= 0.003
+    # the objective the solver reports is the one it reached
+    np.testing.assert_allclose(ours.objective_, f_ours, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["separated", "overlapping"])
+def test_primal_conjugate_gradient_path(kind, monkeypatch):
+    # With d + 1 > the preconditioner's rank the primal runs its Newton-CG passes over X (with the rank at its
+    # default, d = 60 is solved inside the subspace start alone).
+    monkeypatch.setattr(l2svm, "PRECONDITIONER_RANK", 8)
+    X, y, Xt, yt = problem(kind)
+    ref = reference(kind)
+    ours = L2SVM(C=C_REF, solver="primal").fit(X, y)
+    assert ours.n_passes_ > 3  # the subspace pass, gradients and Hessian-vector products
+    f_ours, f_ref = objective(ours, X, y, C_REF), objective(ref, X, y, C_REF)
+    assert np.all(f_ours <= f_ref * (1 + 1e-4)), (f_ours - f_ref) / f_ref
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-3, atol=3e-3 * np.abs(ref.coef_).max())
+    assert abs(ours.score(Xt, yt) - ref.score(Xt, yt)) <= 0.003
+
+
+def test_more_features_than_samples_picks_dual_and_agrees_with_primal():
+    X, y, Xt, yt = problem("overlapping", n_train=150, d=300)
+    ref = reference("overlapping", n_train=150, d=300)
+    auto = L2SVM(C=C_REF).fit(X, y)
+    primal = L2SVM(C=C_REF, solver="primal", tol=1e-7).fit(X, y)
+    assert auto.solver_ == "dual"
+    np.testing.assert_allclose(primal.coef_, auto.coef_, rtol=1e-3, atol=1e-3 * np.abs(auto.coef_).max())
+    f_ref = objective(ref, X, y, C_REF)
+    assert np.all(objective(auto, X, y, C_REF) <= f_ref * (1 + 1e-6))
+    assert np.array_equal(auto.predict(Xt), ref.predict(Xt))
+
+
+def test_float16_memmap_and_chunking(tmp_path):
+    X, y, Xt, yt = problem("overlapping")
+    path = tmp_path / "x.f16"
+    mm = np.memmap(path, dtype=np.float16, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    X16 = np.memmap(path, dtype=np.float16, mode="r", shape=X.shape)
+    for solver in ("primal", "dual"):
+        a = L2SVM(C=C_REF, solver=solver).fit(X16, y)
+        b = L2SVM(C=C_REF, solver=solver, chunk_rows=7).fit(X16, y)
+        same_data = L2SVM(C=C_REF, solver=solver).fit(np.asarray(X16, dtype=np.float32), y)
+        full32 = L2SVM(C=C_REF, solver=solver).fit(X, y)
+        scale = np.abs(a.coef_).max()
+        np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-4, atol=1e-5 * scale)
+        np.testing.assert_allclose(same_data.coef_, a.coef_, rtol=1e-4, atol=1e-5 * scale)
+        # float16 rounding of the inputs (relative 5e-4) moves the solution a little, not the predictions
+        np.testing.assert_allclose(full32.coef_, a.coef_, atol=2e-2 * scale)
+        assert np.mean(a.predict(Xt) == full32.predict(Xt)) >= 0.98
+        assert np.array_equal(a.predict(X16), a.predict(X))
+    assert not X16.flags.writeable  # read, never copied into a writeable array or written
+
+
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_warm_started_path_equals_cold_fits(solver, monkeypatch):
+    monkeypatch.setattr(l2svm, "PRECONDITIONER_RANK", 8)  # warm starts pay off in the Newton-CG path
+    X, y, _, _ = problem("overlapping")
+    Cs = [0.5, 0.01, 0.05, 0.2]  # not sorted: models come back in this order
+    path = fit_path(X, y, Cs, backend="torch", device="cpu", solver=solver, tol=1e-7)
+    cold = [L2SVM(C=c, solver=solver, tol=1e-7).fit(X, y) for c in Cs]
+    assert [m.C for m in path] == Cs
+    for warm, ref in zip(path, cold, strict=True):
+        scale = np.abs(ref.coef_).max()
+        np.testing.assert_allclose(warm.coef_, ref.coef_, rtol=2e-3, atol=2e-3 * scale)
+        np.testing.assert_allclose(warm.objective_, ref.objective_, rtol=1e-4)
+    # the smallest C is fitted first (cold); every later one starts from its predecessor
+    later = [i for i in range(len(Cs)) if Cs[i] != min(Cs)]
+    assert sum(path[i].n_iter_ for i in later) < sum(cold[i].n_iter_ for i in later)
+
+
+def test_warm_start_attribute_and_init():
+    X, y, _, _ = problem("overlapping", n_train=150, d=300)
+    model = L2SVM(C=0.01, warm_start=True).fit(X, y)
+    cold = L2SVM(C=0.1).fit(X, y)
+    model.set_params(C=0.1).fit(X, y)
+    assert model.n_iter_ < cold.n_iter_
+    np.testing.assert_allclose(model.coef_, cold.coef_, rtol=1e-4, atol=1e-6 * np.abs(cold.coef_).max())
+    other = L2SVM(C=0.1).fit(X, y, init=L2SVM(C=0.01).fit(X, y))
+    assert other.n_iter_ < cold.n_iter_
+    np.testing.assert_allclose(other.coef_, cold.coef_, rtol=1e-4, atol=1e-6 * np.abs(cold.coef_).max())
+
+
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_binary_and_non_contiguous_labels(solver):
+    X, y, Xt, yt = problem("overlapping", classes=3)
+    labels = np.array([3, 7, 9])
+    ours = L2SVM(C=C_REF, solver=solver).fit(X, labels[y])
+    ref = LinearSVC(C=C_REF, tol=1e-10, max_iter=1_000_000).fit(X, labels[y])
+    assert ours.classes_.tolist() == [3, 7, 9]
+    assert ours.decision_function(Xt).shape == (len(Xt), 3)
+    assert np.array_equal(ours.predict(Xt), ref.predict(Xt))
+    assert set(np.unique(ours.predict(Xt))) <= {3, 7, 9}
+
+    Xb, yb = X[y < 2], np.where(y[y < 2] == 0, "cat", "dog")
+    ours = L2SVM(C=C_REF, solver=solver).fit(Xb, yb)
+    ref = LinearSVC(C=C_REF, tol=1e-10, max_iter=1_000_000).fit(Xb, yb)
+    scores = ours.decision_function(Xt)
+    assert scores.shape == (len(Xt), 2)  # one-vs-rest columns even for two classes
+    np.testing.assert_allclose(ours.coef_[1], ref.coef_[0], rtol=1e-3, atol=1e-3 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(ours.coef_[0], -ours.coef_[1], rtol=1e-3, atol=1e-3 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(scores[:, 1], ref.decision_function(Xt), atol=2e-3 * np.abs(scores).max())
+    assert np.array_equal(ours.predict(Xt), ref.predict(Xt))
+
+
+def test_sklearn_backend_is_linearsvc():
+    X, y, Xt, yt = problem("overlapping")
+    ours = L2SVM(C=C_REF, backend="sklearn", tol=1e-10, max_iter=1_000_000).fit(X, y)
+    ref = reference("overlapping")
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-5, atol=1e-6)
+    assert ours.solver_ == "primal"  # n_samples > n_features: liblinear's primal Newton
+    assert ours.score(Xt, yt) == ref.score(Xt, yt)
+    Xb, yb = X[y < 2], y[y < 2]
+    binary = L2SVM(C=C_REF, backend="sklearn").fit(Xb, yb)
+    np.testing.assert_allclose(binary.coef_[0], -binary.coef_[1])
+    path = fit_path(X, y, [0.01, 0.1], backend="sklearn", tol=1e-10, max_iter=1_000_000)
+    np.testing.assert_allclose(
+        path[1].coef_, L2SVM(C=0.1, backend="torch").fit(X, y).coef_, rtol=1e-3, atol=1e-3
+    )
+
+
+def test_gram_matrix_and_estimator_protocol():
+    X, y, _, _ = problem("overlapping", n_train=50)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(gram_matrix(X, chunk_rows=7), X64 @ X64.T + 1, rtol=1e-5)
+    model = L2SVM(C=0.3, solver="dual", chunk_rows=16)
+    assert model.get_params()["C"] == 0.3
+    copy = clone(model).set_params(C=0.7)
+    assert copy.C == 0.7 and model.C == 0.3
+    assert copy.fit(X, y).score(X, y) > 0.5
+
+
+def _check_error(call, *fragments):
+    with pytest.raises(ConfigError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_errors_are_one_line_config_errors():
+    X, y, _, _ = problem("overlapping", n_train=50)
+    _check_error(lambda: L2SVM(C=0).fit(X, y), "C must be a positive")
+    _check_error(lambda: L2SVM(C=-1.0).fit(X, y), "C must be a positive")
+    _check_error(lambda: L2SVM(C=float("nan")).fit(X, y), "C must be a positive")
+    _check_error(lambda: L2SVM(C="big").fit(X, y), "C must be a positive number")
+    _check_error(lambda: L2SVM(backend="liblinear").fit(X, y), "backend")
+    _check_error(lambda: L2SVM(solver="cd").fit(X, y), "solver")
+    _check_error(lambda: L2SVM(dtype="float16").fit(X, y), "dtype")
+    _check_error(lambda: L2SVM(tol=0).fit(X, y), "tol")
+    _check_error(lambda: L2SVM(max_iter=0).fit(X, y), "max_iter")
+    _check_error(lambda: L2SVM(chunk_rows=0).fit(X, y), "chunk_rows")
+    _check_error(lambda: L2SVM(device="quantum").fit(X, y), "device")
+    _check_error(lambda: L2SVM().fit(X[0], y), "2-D")
+    _check_error(lambda: L2SVM().fit(X[None], y), "2-D")
+    _check_error(lambda: L2SVM().fit(X, y[:-1]), "50 samples but y has 49")
+    _check_error(lambda: L2SVM().fit(X, y[:, None]), "1-D")
+    _check_error(lambda: L2SVM().fit(X, np.zeros(len(y))), "at least 2 classes")
+    for bad in (np.nan, np.inf):
+        Xbad = X.copy()
+        Xbad[45, 3] = bad
+        for backend in ("torch", "sklearn"):
+            _check_error(
+                lambda Xbad=Xbad, b=backend: L2SVM(backend=b, chunk_rows=7).fit(Xbad, y), "rows 42..48"
+            )
+    _check_error(lambda: L2SVM().predict(X), "not fitted")
+    fitted = L2SVM().fit(X, y)
+    _check_error(lambda: fitted.predict(X[:, :5]), "5 features")
+    Xnan = X.copy()
+    Xnan[0, 0] = np.nan
+    _check_error(lambda: fitted.predict(Xnan), "NaN")
+    _check_error(lambda: fit_path(X, y, []), "Cs is empty")
+    _check_error(lambda: fit_path(X, y, [0.1, -1]), "every C in Cs")
+    _check_error(lambda: L2SVM().fit(X, y % 3, init=fitted), "classes")
+    if not torch.cuda.is_available():
+        _check_error(lambda: L2SVM(device="cuda").fit(X, y), "no CUDA")
