@@ -15,7 +15,7 @@ from ganbench.train.loop import train
 # LSGAN and hinge losses, lr 1e-4), while dcgan-svhn32 learns digit strokes within a few hundred steps.
 DEMO_MODEL = "dcgan-svhn32"
 DEMO_WIDTH = 32
-DEMO_STEPS = 500
+DEMO_STEPS = 1200
 DEMO_BATCH = 64
 
 
