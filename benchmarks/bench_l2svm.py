@@ -65,6 +65,10 @@ def make_features(
 
 def child(args: argparse.Namespace) -> None:
     """Fit one solver on the memmapped data and print one JSON line."""
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(relativeCreated)8.0f ms %(message)s")
     X = np.memmap(args.data, dtype=np.float16, mode="r", shape=(args.n, args.d))
     y = np.load(args.data + ".y.npy")
     Xt = np.memmap(args.data + ".test", dtype=np.float16, mode="r", shape=(args.n_test, args.d))
@@ -124,9 +128,13 @@ def run_child(args: argparse.Namespace, solver: str, data: Path) -> dict:
         "--device",
         args.device,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if args.verbose:
+        cmd.append("--verbose")
+    # with --verbose the solver's progress goes straight to this process's stderr
+    stderr = None if args.verbose else subprocess.PIPE
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     if proc.returncode != 0:
-        return {"solver": solver, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+        return {"solver": solver, "error": ((proc.stderr or "").strip().splitlines() or ["?"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -151,6 +159,7 @@ def main() -> None:
     )
     p.add_argument("--workdir", default=None, help="where the memmaps go (default: a temporary directory)")
     p.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    p.add_argument("--verbose", action="store_true", help="log the solvers' Newton steps to stderr")
     # internal: one solver in a subprocess
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--solver", help=argparse.SUPPRESS)
@@ -165,11 +174,11 @@ def main() -> None:
     if args.full_cifar_shape:
         args.n, args.d = FULL_N, FULL_D
         solvers = [s for s in solvers if s != "sklearn"]
-        gib = args.n * args.d * (8 + 16) / 2**30
+        f64, nodes = args.n * args.d * 8 / 2**30, args.n * args.d * 16 / 2**30
         notes.append(
-            f"LinearSVC not run: liblinear copies X to float64 ({args.n * args.d * 8 / 2**30:.1f} GiB) and then "
-            f"into its sparse feature_node format (16 bytes per value, {args.n * args.d * 16 / 2**30:.1f} GiB): "
-            f"about {gib:.0f} GiB, more than this machine's {_total_ram_gib():.0f} GiB of RAM."
+            f"LinearSVC not run: liblinear copies X to float64 ({f64:.1f} GiB) and then into its sparse "
+            f"feature_node format (16 bytes per value, {nodes:.1f} GiB): about {f64 + nodes:.0f} GiB, more "
+            f"than this machine's {_total_ram_gib():.0f} GiB of RAM."
         )
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         data = Path(tmp) / "train.f16"
@@ -181,12 +190,15 @@ def main() -> None:
         np.save(str(data) + ".y.npy", y)
         np.save(str(test) + ".y.npy", yt)
         gen_s = time.perf_counter() - t0
-        results = [run_child(args, s, data) for s in solvers]
+        results = []
+        for solver in solvers:
+            results.append(run_child(args, solver, data))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # progress, in case of a long run
 
     by = {r["solver"]: r for r in results}
     lines = [
-        f"L2-SVM fit, synthetic DCGAN-like features: n={args.n}, d={args.d}, {args.classes} classes, C={args.C}, "
-        f"X float16 memmap; test rows {args.n_test}.",
+        f"L2-SVM fit on synthetic DCGAN-like features: n={args.n}, d={args.d}, {args.classes} classes, "
+        f"C={args.C}, X a float16 memmap; {args.n_test} test rows.",
         "",
         "| solver | fit s | peak RSS GiB | test acc | iterations | notes |",
         "|---|---:|---:|---:|---:|---|",
@@ -203,19 +215,20 @@ def main() -> None:
         )
     if "error" not in by.get("torch", {"error": 1}) and "error" not in by.get("sklearn", {"error": 1}):
         lines.append("")
+        ratio = by["sklearn"]["fit_s"] / by["torch"]["fit_s"]
+        gap = 100 * (by["torch"]["acc"] - by["sklearn"]["acc"])
         lines.append(
-            f"Speed ratio (sklearn fit s / ganbench fit s): {by['sklearn']['fit_s'] / by['torch']['fit_s']:.2f}x; "
-            f"test accuracy difference {100 * (by['torch']['acc'] - by['sklearn']['acc']):+.2f} points."
+            f"Speed ratio (sklearn fit s / ganbench fit s): {ratio:.2f}x; test accuracy difference "
+            f"{gap:+.2f} points."
         )
-    lines += (
-        [""]
-        + notes
-        + [
-            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_total_ram_gib():.0f} GiB "
-            f"RAM, device {args.device}; data generation {gen_s:.0f} s (not timed above).",
-            "Command: `python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]) + "`",
-        ]
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_total_ram_gib():.0f} GiB RAM"
     )
+    lines += [""] + notes
+    lines += [
+        f"Machine: {machine}, device {args.device}; data generation {gen_s:.0f} s (not timed above).",
+        "Command: `python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]) + "`",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

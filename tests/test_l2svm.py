@@ -29,7 +29,7 @@ def one_thread():
 
 @functools.cache
 def problem(kind: str, n_train: int = 400, d: int = 60, classes: int = 10, seed: int = 0):
-    """(X_train, y_train, X_test (1000), y_test) float32 with a non-zero feature mean, as DCGAN features have."""
+    """(X_train, y_train, X_test, y_test) float32 with a non-zero feature mean, as DCGAN features have."""
     sep = {"separated": 3.0, "overlapping": 0.7}[kind]
     X, y = make_classification(
         n_samples=n_train + 1000,

@@ -21,6 +21,8 @@ Two backends share one scikit-learn style interface (:class:`L2SVM`):
     JMLR 6; the generalised Hessian of the squared hinge is the one used by Lin, Weng & Keerthi 2008,
     "Trust region Newton method for large-scale logistic regression", for liblinear's L2-loss SVM). A
     Hessian-vector product costs one pass over X: each chunk is multiplied by the K directions and back.
+    CG is preconditioned exactly on a subspace of the top principal directions of X (from a row sample) and
+    by a Jacobi diagonal on its complement, and the solution restricted to that subspace is the cold start.
   - ``"dual"`` (picked when n_samples < n_features): Newton's method in the span of the data (Chapelle 2007,
     "Training a support vector machine in the primal", Neural Computation 19): with w = sum_i beta_i x_i and
     Gram matrix K_ij = x_i . x_j + 1, each step solves (K_SS + I / (2C)) beta_S = y_S by Cholesky on the
@@ -59,6 +61,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK_BYTES = 256 * 2**20  # one converted row chunk
 _CG_MAX_ITER = 500  # conjugate-gradient steps per Newton step (each is a pass over X)
 PRECONDITIONER_RANK = 512  # dimension of the subspace on which the primal's CG is preconditioned exactly
+SUBSPACE_BYTES = 2**30  # at most this much for X~ U^T (n x rank in the compute dtype): the rank shrinks
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -104,7 +107,7 @@ def _device(device: Any) -> torch.device:
 
 
 def _as_matrix(X: Any, name: str = "X") -> np.ndarray:
-    """X as a 2-D numpy array without copying float16/32/64 arrays or memmaps (other dtypes become float32)."""
+    """X as a 2-D numpy array; float16/32/64 arrays and memmaps are not copied (others become float32)."""
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if not isinstance(X, np.ndarray):
@@ -279,7 +282,9 @@ class _Problem:
 
     def subspace(self) -> _Subspace:
         if self._subspace is None:
-            self._subspace = _build_subspace(self, PRECONDITIONER_RANK)
+            itemsize = torch.empty((), dtype=self.dtype).element_size()
+            rank = min(PRECONDITIONER_RANK, max(16, SUBSPACE_BYTES // (self.n * itemsize)))
+            self._subspace = _build_subspace(self, rank)
         return self._subspace
 
 
@@ -486,10 +491,6 @@ def _subspace_start(sub: _Subspace, Y: torch.Tensor, C: float, tol: float) -> tu
     return c @ sub.U.double(), steps
 
 
-def _forcing(gnorm: torch.Tensor, gfirst: torch.Tensor, gprev: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(torch.sqrt(gnorm / gfirst), max=0.1)
-
-
 def _primal_newton(
     prob: _Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int
 ) -> _Result:
@@ -514,7 +515,6 @@ def _primal_newton(
         V[:] = start.to(dt)
     objective = torch.zeros(K, dtype=f64, device=dev)
     gfirst = torch.zeros(K, dtype=f64, device=dev)
-    gprev = torch.zeros(K, dtype=f64, device=dev)
     prev_obj = torch.full((K,), math.inf, dtype=f64, device=dev)
     todo = torch.arange(K, device=dev)  # classes not yet converged
     first = True
@@ -560,8 +560,7 @@ def _primal_newton(
         prev_obj[todo] = fk
         # Inexact Newton: CG to relative residual eta (-> 0 with the gradient: superlinear convergence), but
         # no further than the stopping rule needs.
-        eta = _forcing(gnorm, gfirst[todo], gprev[todo])
-        gprev[todo] = gnorm
+        eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=0.1)
         target = torch.maximum((eta * gnorm) ** 2, 0.2 * tol * fk)
         precond = _Preconditioner(prob.subspace(), act, C)
         P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond)
@@ -641,24 +640,16 @@ def _conjugate_gradient(
 
 @dataclass
 class _Gram:
-    """K~ = X X^T + 1 stored as Kc = (X - 1m^T)(X - 1m^T)^T (float64) plus the rank-one terms v 1^T + 1 v^T + s."""
+    """K~ = X X^T + 1 (float64): the centred products (X - 1m^T)(X - 1m^T)^T, taken in the compute dtype, plus
+    the rank-one terms v 1^T + 1 v^T + (m.m + 1) with v = (X - 1m^T) m, added in float64."""
 
-    Kc: torch.Tensor  # (n, n) float64
-    v: torch.Tensor  # (n,) float64: (x_i - m) . m
-    s: float  # m . m + 1
+    K: torch.Tensor  # (n, n) float64
 
     def matmul(self, B: torch.Tensor) -> torch.Tensor:
-        colsum = B.sum(0)
-        return (
-            self.Kc @ B + self.v[:, None] * colsum[None, :] + (self.v @ B)[None, :] + self.s * colsum[None, :]
-        )
+        return self.K @ B
 
     def sub(self, idx: torch.Tensor) -> torch.Tensor:
-        vi = self.v[idx]
-        return self.Kc[idx[:, None], idx[None, :]] + vi[:, None] + vi[None, :] + self.s
-
-    def full(self) -> torch.Tensor:
-        return self.Kc + self.v[:, None] + self.v[None, :] + self.s
+        return self.K.index_select(0, idx).index_select(1, idx)  # much faster than K[idx[:, None], idx]
 
 
 def _centered_gram(rows: _Rows, m64: torch.Tensor) -> _Gram:
@@ -679,13 +670,16 @@ def _centered_gram(rows: _Rows, m64: torch.Tensor) -> _Gram:
             if c != a:
                 Kc[c:e, a:b] = blk.T
     rows.passes += 1
-    return _Gram(Kc, v, float(m64 @ m64) + 1.0)
+    Kc += v[:, None]
+    Kc += v[None, :]
+    Kc += float(m64 @ m64) + 1.0
+    return _Gram(Kc)
 
 
 def _solve_support(
     gram: _Gram, S: torch.Tensor, Y: torch.Tensor, C: float, cols: torch.Tensor
 ) -> torch.Tensor:
-    """beta (n, len(cols)) with beta_S = (K~_SS + I/(2C))^-1 y_S and 0 off S, for each class column in cols."""
+    """beta (n, len(cols)): beta_S = (K~_SS + I/(2C))^-1 y_S and 0 off S, for each class column in cols."""
     n = S.shape[0]
     B = torch.zeros(n, cols.numel(), dtype=torch.float64, device=S.device)
     # classes with the same support set share one factorisation (all of them at a cold start)
@@ -697,11 +691,14 @@ def _solve_support(
             continue
         A = gram.sub(idx)
         A.diagonal().add_(1.0 / (2.0 * C))
-        L, info = torch.linalg.cholesky_ex(A)
+        info = torch.empty((), dtype=torch.int32, device=A.device)
+        torch.linalg.cholesky_ex(A, out=(A, info))  # in place: one |S| x |S| matrix at a time
         rhs = Y[idx][:, cols[members]]
         if int(info) == 0:
-            sol = torch.cholesky_solve(rhs, L)
+            sol = torch.cholesky_solve(rhs, A)
         else:  # numerically indefinite (only for enormous C): fall back to a least-squares solve
+            A = gram.sub(idx)
+            A.diagonal().add_(1.0 / (2.0 * C))
             sol = torch.linalg.lstsq(A, rhs).solution
         B[idx[:, None], members[None, :]] = sol
     return B
@@ -774,7 +771,7 @@ def gram_matrix(
     X = _as_matrix(X)
     rows = _Rows(X, _device(device), DTYPES[dtype], chunk_rows)
     rows.center = _mean_and_check(rows).to(rows.dtype)
-    return _centered_gram(rows, rows.center.double()).full().cpu().numpy()
+    return _centered_gram(rows, rows.center.double()).K.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------- estimator
@@ -802,9 +799,10 @@ class L2SVM(ClassifierMixin, BaseEstimator):
     C: inverse regularisation strength, as in LinearSVC.
     backend: "torch" (ganbench's solver) or "sklearn" (LinearSVC, the reference).
     device: torch device for the torch backend ("cpu", "cuda", "cuda:1").
-    tol: torch primal: stop when ||grad f_k|| <= tol * ||grad f_k(0)|| for every class (or when the objective
-        stops decreasing at the working precision); torch dual: unused (it stops when the support set
-        repeats, which is exact); sklearn: LinearSVC's tol.
+    tol: torch primal: stop a class once its relative suboptimality (f - f*) / f is provably below tol (from
+        the gradient norm or the Newton decrement, see _primal_newton), or when the objective stops
+        decreasing at the working precision; the last Newton step usually ends far below tol. torch dual:
+        unused (it stops when the support set repeats, which is exact). sklearn: LinearSVC's tol.
     max_iter: Newton steps (torch) or LinearSVC's max_iter (sklearn).
     solver: "auto" (dual when n_samples < n_features and its n x n float64 Gram matrix fits in memory,
         else primal), "primal" or "dual".
@@ -842,15 +840,23 @@ class L2SVM(ClassifierMixin, BaseEstimator):
     # -- fitting
 
     def fit(self, X: Any, y: Any, init: L2SVM | None = None) -> L2SVM:
-        """Fit on X (n, d) and labels y (n,); init: a fitted L2SVM to start from (same classes, features)."""
+        """Fit on X (n, d) and labels y (n,).
+
+        init: a fitted L2SVM to start from (same classes and features; torch backend only, LinearSVC has no
+        warm start). With warm_start=True a refit starts from the previous solution when it is compatible.
+        """
         _check_params(self)
-        if init is None and self.warm_start and hasattr(self, "coef_"):
+        from_attribute = init is None and self.warm_start and hasattr(self, "coef_")
+        if from_attribute:
             init = self
         if self.backend == "sklearn":
             return self._fit_sklearn(X, y)
         prob = _Problem(X, y, _device(self.device), DTYPES[self.dtype], self.chunk_rows)
         try:
-            self._fit_problem(prob, _warm_from_model(init, prob))
+            compatible = not from_attribute or (
+                np.array_equal(self.classes_, prob.classes) and self.coef_.shape[1] == prob.d
+            )
+            self._fit_problem(prob, _warm_from_model(init, prob) if compatible else None)
         finally:
             prob.rows.release()
         return self
@@ -993,6 +999,13 @@ def _available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
@@ -1024,7 +1037,7 @@ def fit_path(
     warm_start: bool = True,
     **params: Any,
 ) -> list[L2SVM]:
-    """Fit one L2SVM per C (returned in the order of Cs), sharing the data pass, the Gram matrix and warm starts.
+    """Fit one L2SVM per C (in the order of Cs), sharing the data passes, the Gram matrix and warm starts.
 
     The torch backend fits the Cs in increasing order, each starting from the previous solution (its support
     set for the dual solver), and computes the dual's Gram matrix once. params: other L2SVM hyper-parameters.
