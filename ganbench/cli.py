@@ -199,10 +199,33 @@ def _parse_floats(text: str | None) -> list[float] | None:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--C-grid") from None
 
 
+def _parse_model_args(items: tuple[str, ...]) -> dict[str, object]:
+    """KEY=VALUE pairs; values become int, float or bool when they read as one (the model checks names)."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-arg")
+        value: object = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(text)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
+
+
 def _probe_options(func):
     opts = [
         click.option("--checkpoint", type=click.Path(dir_okay=False), help="A ganbench checkpoint (.pt)."),
         click.option("--random-init", "random_init", help="Evaluate a randomly initialised D of this model."),
+        click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+                     help="Constructor argument of the --random-init model, e.g. ndf=32 (repeatable)."),
         click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file."),
         click.option("--data-root", help="Where the dataset lies."),
         click.option("--download", is_flag=True, help="Fetch the dataset if a downloader exists."),
@@ -240,7 +263,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
     device = str(pick_device(kw["device"]))
     d = load_discriminator(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
-                           device=device)
+                           device=device, model_kwargs=_parse_model_args(kw["model_args"]))
     for name in protocols:
         record = evaluate_representation(
             name, d, kw["data_root"], layers=kw["layers"], bn_stats=kw["bn_stats"],

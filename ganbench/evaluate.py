@@ -71,10 +71,17 @@ class Discriminatee:
 
 
 def load_discriminator(checkpoint: str | None = None, random_init: str | None = None, *, seed: int = 0,
-                       variant_file: str | None = None, device: str = "cpu") -> Discriminatee:
-    """D from a checkpoint, or a randomly initialised one of a registered model (the paper's baseline)."""
+                       variant_file: str | None = None, device: str = "cpu",
+                       model_kwargs: dict[str, Any] | None = None) -> Discriminatee:
+    """D from a checkpoint, or a randomly initialised one of a registered model (the paper's baseline).
+
+    model_kwargs: constructor arguments of the random-init model (e.g. ndf, channels); refused with a checkpoint,
+    whose own arguments are used.
+    """
     if (checkpoint is None) == (random_init is None):
         raise ConfigError("give --checkpoint CKPT or --random-init MODEL (exactly one)")
+    if checkpoint is not None and model_kwargs:
+        raise ConfigError("--model-arg applies to --random-init only; a checkpoint carries its own model arguments")
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         _, disc, variant = build_from_checkpoint(ckpt, variant_file, device=device)
@@ -89,8 +96,8 @@ def load_discriminator(checkpoint: str | None = None, random_init: str | None = 
                              partial)
     variant = get_variant(random_init)
     torch.manual_seed(seed)
-    _, disc = variant.build()
-    kwargs = variant.model_kwargs()
+    _, disc = variant.build(**(model_kwargs or {}))
+    kwargs = variant.model_kwargs(**(model_kwargs or {}))
     identity = f"random-init:{variant.name}:{sorted(kwargs.items())}:seed={seed}"
     return Discriminatee(disc.to(device), identity, dict(model_record(variant, kwargs), partial=False), None,
                          {"source": "random init", "dataset": None, "steps": 0, "seed": seed})
@@ -200,9 +207,17 @@ def evaluate_representation(
         "notes": record_notes,
         "versions": environment_versions(),
         "device": str(dev),
+        "peak_rss_gib": _peak_rss_gib(),
         "wall_time_s": {"data": round(t_data - t_start, 2), "features": round(t_feat - t_data, 2),
                         **outcome["wall_time_s"], "total": round(t_end - t_start, 2)},
     }
+
+
+def _peak_rss_gib() -> float:
+    """This process's peak resident memory so far (GiB): what the evaluation needed, data and caches included."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # ru_maxrss is KiB on Linux
 
 
 def _default_label(d: Discriminatee, layers: list[int]) -> str:

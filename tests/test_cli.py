@@ -137,6 +137,17 @@ def test_demo_runs_offline_and_reports(tmp_path):
     assert "digits-FID" in proc.stdout and "digits-IS" in proc.stdout and "NOT Inception" in proc.stdout
     assert (tmp_path / "demo" / "curves.png").is_file()
     assert (tmp_path / "demo" / "samples" / "step_0000012.png").is_file()
+    # the trained D and a random D of the same architecture, both scored on the digits protocol
+    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith("representation (digits"))
+    assert "trained D" in line and "randomly initialised D" in line
+    table = (tmp_path / "demo" / "representation.md").read_text()
+    rows = [ln for ln in table.splitlines() if ln.startswith("| dcgan-svhn32")]
+    assert len(rows) == 2 and "random init" in rows[1]
+    accs = [float(r.rstrip(" |").rsplit("|", 1)[1]) for r in rows]
+    assert all(50 < a <= 100 for a in accs)  # 10 classes: chance is 10%
+    records = [json.loads(ln) for ln in (tmp_path / "demo" / "records" / "digits.jsonl").read_text().splitlines()]
+    assert [r["results"]["test_accuracy_mean"] for r in records] == pytest.approx(accs, abs=0.01)
+    assert records[0]["model"]["kwargs"] == records[1]["model"]["kwargs"]
 
 
 def test_reproduce_paper_says_what_it_skips(tmp_path):

@@ -15,6 +15,7 @@ from ganbench.cli import cli
 from ganbench.data import load_images
 from ganbench.errors import ConfigError
 from ganbench.features import FeatureSpec, extract_features, parse_layers, pool_maps, train_batch_statistics
+from ganbench.probe.l2svm import L2SVM
 from ganbench.probe.protocols import (
     ProbeSettings,
     authors_svhn_split,
@@ -154,6 +155,17 @@ def test_full_protocol_picks_C_on_validation_only():
     assert a["svm"]["validation_accuracy"][repr(a["svm"]["chosen_C"])] == best
 
 
+def test_full_protocol_torch_refit_matches_a_cold_fit():
+    X, y = _blobs(n_per_class=80, sep=0.6)
+    Xt, yt = _blobs(n_per_class=40, sep=0.6, seed=1)
+    val, pool = shuffled_split(len(y), 100, 0)
+    out = full_protocol(X, y, Xt, yt, validation=val, pool=pool,
+                        settings=ProbeSettings(Cs=(1e-3, 1e-1), backend="torch"))
+    cold = L2SVM(C=out["svm"]["chosen_C"], backend="torch").fit(X, y)  # what the warm-started refit must reach
+    assert out["results"]["test_accuracy_mean"] == pytest.approx(100 * cold.score(Xt, yt), abs=0.3)
+    assert out["settings"]["train_size"] == len(y)
+
+
 def test_per_class_protocol_statistics():
     X, y = _blobs(n_per_class=80, sep=1.0)
     Xt, yt = _blobs(n_per_class=50, sep=1.0, seed=1)
@@ -184,6 +196,26 @@ def test_eval_digits_cli_writes_a_record_and_a_table_row(tmp_path):
     assert rec["results"]["test_accuracy_mean"] > 80
     assert rec["settings"]["test_size"] == 540 and rec["training"]["source"] == "random init"
     assert json.loads(records.read_text().splitlines()[0])["record_id"]
+
+
+def test_model_arg_configures_the_random_init_model(tmp_path):
+    result = CliRunner().invoke(cli, [
+        "eval", "digits", "--random-init", "dcgan-svhn32", "--model-arg", "ndf=16", "--model-arg", "channels=1",
+        "--C-grid", "1e-2", "--device", "cpu", "--no-record", "--quiet", "--json", "--layers", "1-2"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output)
+    assert rec["features"]["dim"] == (16 + 32) * 16  # half of the default width's (64 + 128) * 16
+    assert rec["model"]["kwargs"]["ndf"] == 16 and rec["model"]["kwargs"]["channels"] == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--random-init", "dcgan-svhn32", "--model-arg", "widht=3"], "widht"),
+    (["--random-init", "dcgan-svhn32", "--model-arg", "ndf"], "KEY=VALUE"),
+])
+def test_bad_model_arg_is_one_line_exit_2(args, needle):
+    result = CliRunner().invoke(cli, ["eval", "digits", *args, "--device", "cpu", "--no-record", "--quiet"])
+    assert result.exit_code == 2 and needle in result.output
+    assert "Traceback" not in result.output
 
 
 def test_eval_needs_exactly_one_model_source():
