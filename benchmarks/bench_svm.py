@@ -1,14 +1,17 @@
 """Time ganbench's L2-SVM (torch backend) against scikit-learn's LinearSVC on the same synthetic features.
 
-The data are shaped like the DCGAN paper's CIFAR-10 protocols (28,672 discriminator features, 10 classes):
-non-negative leaky-ReLU features with a mean as large as their spread, class structure in a low-dimensional
-subspace and correlated noise with a decaying spectrum. They are written once as a float16 memmap; each solver
-then runs in a fresh subprocess that reads it, so that ``ru_maxrss`` is that solver's own peak resident memory
-(the memmap pages it touches count too: the float16 matrix itself is part of every solver's footprint).
+The data are shaped like the DCGAN paper's protocols (28,672 discriminator features, 10 classes): non-negative
+leaky-ReLU features with a mean as large as their spread, class structure in a low-dimensional subspace and
+correlated noise with a decaying spectrum. They are written once per size as a float16 memmap; each solver then
+runs in a fresh subprocess that reads it, so that ``ru_maxrss`` is that solver's own peak resident memory (the
+memmap pages it touches count too: the float16 matrix itself is part of every solver's footprint).
 
-    python benchmarks/bench_l2svm.py --n 4000 --d 28672 --classes 10          # 400/class protocol shape
-    python benchmarks/bench_l2svm.py --n 10000 --d 28672 --out results/benchmarks/l2svm.md
-    python benchmarks/bench_l2svm.py --full-cifar-shape                       # 50,000 x 28,672, torch only
+Each solver fits the whole C grid, as a protocol does: ganbench with ``fit_path`` (warm starts along C, one Gram
+matrix), LinearSVC once per C (it has no warm start).
+
+    python benchmarks/bench_svm.py --out results/benchmarks/svm.md     # 4,000 (CIFAR-10 400/class), 1,000 (SVHN-1000)
+    python benchmarks/bench_svm.py --n 10000 --C 1e-3
+    python benchmarks/bench_svm.py --full-cifar-shape --C 1e-4          # 50,000 x 28,672, torch only (memory)
 """
 
 from __future__ import annotations
@@ -73,33 +76,38 @@ def child(args: argparse.Namespace) -> None:
     y = np.load(args.data + ".y.npy")
     Xt = np.memmap(args.data + ".test", dtype=np.float16, mode="r", shape=(args.n_test, args.d))
     yt = np.load(args.data + ".test.y.npy")
+    Cs = _floats(args.C)
     if args.solver == "sklearn":
         from sklearn.svm import LinearSVC
 
         t0 = time.perf_counter()
-        model = LinearSVC(
-            C=args.C,
-            loss="squared_hinge",
-            dual=args.n < args.d,
-            tol=args.sklearn_tol,
-            max_iter=args.sklearn_max_iter,
-        ).fit(X, y)
+        models = [
+            LinearSVC(
+                C=C, loss="squared_hinge", dual=args.n < args.d, tol=args.sklearn_tol, max_iter=args.sklearn_max_iter
+            ).fit(X, y)
+            for C in Cs
+        ]
         fit_s = time.perf_counter() - t0
-        n_iter, extra = int(model.n_iter_), ""
+        n_iter, extra = [int(m.n_iter_) for m in models], ""
     else:
-        from ganbench.probe import L2SVM
+        from ganbench.probe import fit_path
 
         t0 = time.perf_counter()
-        model = L2SVM(C=args.C, backend="torch", device=args.device, tol=args.tol).fit(X, y)
+        models = fit_path(X, y, Cs, backend="torch", device=args.device, tol=args.tol)
         fit_s = time.perf_counter() - t0
-        n_iter, extra = model.n_iter_, f"{model.solver_}, {model.n_passes_} passes over X"
-    acc = float(np.mean(model.predict(Xt) == yt))
+        n_iter = [int(m.n_iter_) for m in models]
+        extra = f"{models[0].solver_}, {sum(m.n_passes_ for m in models)} passes over X"
+    acc = [float(np.mean(m.predict(Xt) == yt)) for m in models]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     print(
         json.dumps(
             {"solver": args.solver, "fit_s": fit_s, "rss": rss, "acc": acc, "n_iter": n_iter, "extra": extra}
         )
     )
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in str(text).split(",") if v.strip()]
 
 
 def run_child(args: argparse.Namespace, solver: str, data: Path) -> dict:
@@ -118,7 +126,7 @@ def run_child(args: argparse.Namespace, solver: str, data: Path) -> dict:
         "--n-test",
         str(args.n_test),
         "--C",
-        repr(args.C),
+        str(args.C),
         "--tol",
         repr(args.tol),
         "--sklearn-tol",
@@ -140,11 +148,11 @@ def run_child(args: argparse.Namespace, solver: str, data: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=4000, help="training rows")
+    p.add_argument("--n", default="4000,1000", help="training rows, comma-separated (default: 400/class, SVHN-1000)")
     p.add_argument("--d", type=int, default=FULL_D, help="features")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--n-test", type=int, default=2000)
-    p.add_argument("--C", type=float, default=1e-3)
+    p.add_argument("--C", default="1e-4,1e-3,1e-2", help="comma-separated C grid, fitted in full by each solver")
     p.add_argument("--tol", type=float, default=1e-4, help="ganbench's tol (relative objective gap)")
     p.add_argument("--sklearn-tol", type=float, default=1e-4, help="LinearSVC's tol (its default)")
     p.add_argument("--sklearn-max-iter", type=int, default=1000, help="LinearSVC's max_iter (its default)")
@@ -166,13 +174,43 @@ def main() -> None:
     p.add_argument("--data", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
+        args.n = int(args.n)
         child(args)
         return
 
     solvers = args.solvers.split(",")
-    notes = []
     if args.full_cifar_shape:
-        args.n, args.d = FULL_N, FULL_D
+        sizes = [FULL_N]
+        args.d = FULL_D
+    else:
+        sizes = [int(v) for v in str(args.n).split(",") if v.strip()]
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_total_ram_gib():.0f} GiB RAM"
+    )
+    lines = [
+        "# L2-SVM benchmark: ganbench's torch solver vs scikit-learn's LinearSVC",
+        "",
+        "Command: `python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]) + "`",
+        "",
+        f"Machine: {machine}, device {args.device}. Synthetic DCGAN-like features (see the script's docstring), "
+        f"d={args.d}, {args.classes} classes, X a float16 memmap, {args.n_test} test rows; each solver fits the "
+        f"C grid {_floats(args.C)} (ganbench: warm-started path; LinearSVC: one fit per C) in its own process.",
+    ]
+    for n in sizes:
+        args.n = n
+        lines += [""] + bench_size(args, solvers)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
+def bench_size(args: argparse.Namespace, solvers: list[str]) -> list[str]:
+    """Markdown lines for one training-set size."""
+    notes = []
+    if args.n * args.d * 24 > 0.9 * _total_ram_gib() * 2**30 and "sklearn" in solvers:
         solvers = [s for s in solvers if s != "sklearn"]
         f64, nodes = args.n * args.d * 8 / 2**30, args.n * args.d * 16 / 2**30
         notes.append(
@@ -184,9 +222,7 @@ def main() -> None:
         data = Path(tmp) / "train.f16"
         t0 = time.perf_counter()
         test = Path(str(data) + ".test")
-        y, yt = make_features(
-            [(data, args.n), (test, args.n_test)], args.d, args.classes, args.seed, args.sep
-        )
+        y, yt = make_features([(data, args.n), (test, args.n_test)], args.d, args.classes, args.seed, args.sep)
         np.save(str(data) + ".y.npy", y)
         np.save(str(test) + ".y.npy", yt)
         gen_s = time.perf_counter() - t0
@@ -196,12 +232,12 @@ def main() -> None:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # progress, in case of a long run
 
     by = {r["solver"]: r for r in results}
+    Cs = _floats(args.C)
     lines = [
-        f"L2-SVM fit on synthetic DCGAN-like features: n={args.n}, d={args.d}, {args.classes} classes, "
-        f"C={args.C}, X a float16 memmap; {args.n_test} test rows.",
+        f"## n = {args.n} training rows ({args.n * args.d * 2 / 2**30:.2f} GiB as float16)",
         "",
-        "| solver | fit s | peak RSS GiB | test acc | iterations | notes |",
-        "|---|---:|---:|---:|---:|---|",
+        "| solver | fit s (all C) | peak RSS GiB | test acc per C | iterations per C | notes |",
+        "|---|---:|---:|---|---|---|",
     ]
     for r in results:
         if "error" in r:
@@ -209,32 +245,21 @@ def main() -> None:
             continue
         name = "ganbench torch" if r["solver"] == "torch" else "sklearn LinearSVC"
         note = r["extra"] or f"tol={args.sklearn_tol}, max_iter={args.sklearn_max_iter}"
-        lines.append(
-            f"| {name} | {r['fit_s']:.1f} | {r['rss'] / 2**30:.2f} | {r['acc']:.4f} | {r['n_iter']} | "
-            f"{note} |"
-        )
+        accs = ", ".join(f"{a:.4f}" for a in r["acc"])
+        iters = ", ".join(str(i) for i in r["n_iter"])
+        lines.append(f"| {name} | {r['fit_s']:.1f} | {r['rss'] / 2**30:.2f} | {accs} | {iters} | {note} |")
     if "error" not in by.get("torch", {"error": 1}) and "error" not in by.get("sklearn", {"error": 1}):
-        lines.append("")
         ratio = by["sklearn"]["fit_s"] / by["torch"]["fit_s"]
-        gap = 100 * (by["torch"]["acc"] - by["sklearn"]["acc"])
-        lines.append(
-            f"Speed ratio (sklearn fit s / ganbench fit s): {ratio:.2f}x; test accuracy difference "
-            f"{gap:+.2f} points."
-        )
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {_total_ram_gib():.0f} GiB RAM"
-    )
-    lines += [""] + notes
-    lines += [
-        f"Machine: {machine}, device {args.device}; data generation {gen_s:.0f} s (not timed above).",
-        "Command: `python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]) + "`",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        gaps = [100 * (a - b) for a, b in zip(by["torch"]["acc"], by["sklearn"]["acc"])]
+        worst = max(gaps, key=abs)
+        lines += [
+            "",
+            f"Speed ratio (sklearn fit s / ganbench fit s): **{ratio:.2f}x**; test accuracy difference "
+            f"(ganbench - sklearn) per C: {', '.join(f'{g:+.2f}' for g in gaps)} points (largest {worst:+.2f}; "
+            f"C grid {Cs}).",
+        ]
+    lines += [""] + notes + [f"Data generation {gen_s:.0f} s (not timed above)."]
+    return lines
 
 
 def _total_ram_gib() -> float:
