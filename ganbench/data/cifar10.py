@@ -23,7 +23,16 @@ import numpy as np
 from ganbench.data.imagefolder import DiskTree, FolderIndex, TarTree, decode_index, find_split, index_split
 from ganbench.data.imagefolder import is_archive as _is_archive
 from ganbench.data.imageops import resize_batch
-from ganbench.data.reader import Decoded, Located, Reader, fingerprint_files, ranges, reason, subset_indices
+from ganbench.data.reader import (
+    Decoded,
+    Located,
+    Reader,
+    fingerprint_files,
+    ranges,
+    reason,
+    subset_indices,
+    torchvision_download,
+)
 from ganbench.errors import DataError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -157,16 +166,8 @@ class Cifar10Reader(Reader):
         return Located(split, root, fingerprint, ("folder", index))
 
     def _download(self, root: Path, split: str) -> None:
-        try:
-            from torchvision.datasets import CIFAR10
-
-            root.mkdir(parents=True, exist_ok=True)
-            CIFAR10(str(root), train=split == "train", download=True)
-        except Exception as exc:
-            raise DataError(
-                f"cifar10: download into {root} failed ({reason(exc)}); fetch cifar-10-python.tar.gz from "
-                f"{URL} and extract it there, so that {root / PICKLE_DIR} exists"
-            ) from None
+        fix = f"fetch cifar-10-python.tar.gz from {URL} and extract it there, so that {root / PICKLE_DIR} exists"
+        torchvision_download(self.name, root, "CIFAR10", fix, train=split == "train")
 
     def read(self, located: Located, image_size: int, max_images: int | None) -> Decoded:
         """Decode the located split to (N, 3, image_size, image_size) uint8, resizing from 32 if needed."""

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from ganbench.data.imageops import resize_batch
-from ganbench.data.reader import Decoded, Located, Reader, fingerprint_files, ranges, reason, subset_indices
+from ganbench.data.reader import (
+    Decoded,
+    Located,
+    Reader,
+    fingerprint_files,
+    ranges,
+    reason,
+    subset_indices,
+    torchvision_download,
+)
 from ganbench.errors import DataError
 
 URL = "https://yann.lecun.com/exdb/mnist/"
@@ -101,16 +110,8 @@ class MnistReader(Reader):
         return [next((p for p in _candidates(root, s) if p.is_file()), None) for s in self._stems(split)]
 
     def _download(self, root: Path, split: str) -> None:
-        try:
-            from torchvision.datasets import MNIST
-
-            root.mkdir(parents=True, exist_ok=True)
-            MNIST(str(root), train=split == "train", download=True)
-        except Exception as exc:
-            raise DataError(
-                f"mnist: download into {root} failed ({reason(exc)}); fetch the idx .gz files from {URL} "
-                f"and put them in {root}"
-            ) from None
+        fix = f"fetch the idx .gz files from {URL} and put them in {root}"
+        torchvision_download(self.name, root, "MNIST", fix, train=split == "train")
 
     def read(self, located: Located, image_size: int, max_images: int | None) -> Decoded:
         """Decode the idx files to (N, 1, image_size, image_size) uint8, resizing from 28 if needed."""

@@ -85,6 +85,20 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def torchvision_download(name: str, root: Path, dataset: str, fix: str, **kwargs: Any) -> None:
+    """Fetch a dataset with torchvision's downloader (checksummed) into root, or raise one DataError line.
+
+    dataset: the torchvision.datasets class name; kwargs: its split arguments; fix: what to do by hand instead.
+    """
+    try:
+        import torchvision.datasets
+
+        root.mkdir(parents=True, exist_ok=True)
+        getattr(torchvision.datasets, dataset)(str(root), download=True, **kwargs)
+    except Exception as exc:
+        raise DataError(f"{name}: download into {root} failed ({reason(exc)}); {fix}") from None
+
+
 def fingerprint_files(base: Path, files: Iterable[Path], extra: dict | None = None) -> dict:
     """Digest of each file's path relative to ``base``, size and mtime_ns (what identifies the inputs)."""
     digest = hashlib.sha256()

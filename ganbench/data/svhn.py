@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from ganbench.data.imageops import resize_batch
-from ganbench.data.reader import Decoded, Located, Reader, fingerprint_files, ranges, reason, subset_indices
+from ganbench.data.reader import (
+    Decoded,
+    Located,
+    Reader,
+    fingerprint_files,
+    ranges,
+    reason,
+    subset_indices,
+    torchvision_download,
+)
 from ganbench.errors import DataError
 
 URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -52,16 +61,8 @@ class SvhnReader(Reader):
         return Located(split, root, fingerprint_files(root, [path]), path)
 
     def _download(self, root: Path, split: str) -> None:
-        try:
-            from torchvision.datasets import SVHN
-
-            root.mkdir(parents=True, exist_ok=True)
-            SVHN(str(root), split=split, download=True)
-        except Exception as exc:
-            raise DataError(
-                f"svhn: download into {root} failed ({reason(exc)}); fetch {_file_name(split)} from {URL} "
-                f"and put it in {root}"
-            ) from None
+        fix = f"fetch {_file_name(split)} from {URL} and put it in {root}"
+        torchvision_download(self.name, root, "SVHN", fix, split=split)
 
     def read(self, located: Located, image_size: int, max_images: int | None) -> Decoded:
         """Decode the .mat file to (N, 3, image_size, image_size) uint8, resizing from 32 if needed."""
