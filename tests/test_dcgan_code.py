@@ -437,3 +437,42 @@ def test_real_imagenet_model_is_partial(tmp_path):
         maps = disc.feature_maps(torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     assert [tuple(m.shape[1:]) for m in maps] == [(128, 32, 32), (128, 16, 16), (256, 16, 16), (256, 8, 8)]
     assert all(torch.isfinite(m).all() for m in maps)
+
+
+def _shared_cifar() -> Path | None:
+    value = os.environ.get("GANBENCH_SHARED")
+    path = Path(value) / "data" / "cifar10-jpg.tar.gz" if value else None
+    return path if path is not None and path.is_file() else None
+
+
+@needs_release
+@pytest.mark.skipif(_shared_cifar() is None, reason="opt-in real-data test: set GANBENCH_SHARED to the folder "
+                    "holding data/cifar10-jpg.tar.gz (e.g. GANBENCH_SHARED=../shared)")
+def test_torch_solver_agrees_with_linearsvc_on_real_cifar_features(tmp_path, monkeypatch):
+    """Issue 4's bar on real features: the authors' ImageNet D (layers 1-4) on the JPEG CIFAR-10 copy."""
+    from ganbench.data import load_images
+    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
+    from ganbench.probe import L2SVM, fit_path
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    import_dcgan_code(SHARED_MODELS / IMAGENET32.folder, tmp_path / "imnet.pt", allow_partial=True)
+    _, disc, _ = build_from_checkpoint(load_checkpoint(tmp_path / "imnet.pt"))
+    train = load_images("cifar10", _shared_cifar(), "train", image_size=32, max_images=1500, progress=False)
+    test = load_images("cifar10", _shared_cifar(), "test", image_size=32, max_images=1000, progress=False)
+    stats = train_batch_statistics(disc, np.asarray(train.images), 128)
+    spec = FeatureSpec("imnet-partial", [1, 2, 3, 4], "train-batches", "float32", 4, "test")
+    X = extract_features(disc, train, spec, bn_stats_values=stats, progress=False, use_cache=False)
+    Xt = extract_features(disc, test, spec, bn_stats_values=stats, progress=False, use_cache=False)
+    y, yt = np.asarray(train.labels), np.asarray(test.labels)
+    assert X.shape == (1500, 12288) and np.bincount(y).min() >= 100  # evenly spaced: every class present
+    Cs = [1e-4, 1e-3]
+    ours = fit_path(X, y, Cs, backend="torch")
+    for C, model in zip(Cs, ours):
+        ref = L2SVM(C=C, backend="sklearn").fit(X, y)
+        acc, acc_ref = 100 * model.score(Xt, yt), 100 * ref.score(Xt, yt)
+        print(f"C={C:g}: ganbench {acc:.2f}%, LinearSVC {acc_ref:.2f}%")
+        assert abs(acc - acc_ref) <= 0.3
+        assert 30 < acc_ref < 90  # real features: far above chance (10%), far below perfect on 1,500 images
+        # the same optimum, not just the same accuracy: decision values agree closely
+        d, d_ref = model.decision_function(Xt), ref.decision_function(Xt)
+        assert np.abs(d - d_ref).max() <= 0.02 * np.abs(d_ref).max()
