@@ -240,6 +240,8 @@ def _probe_options(func):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--batch-size", type=int, default=256, show_default=True, help="Feature extraction batch."),
+        click.option("--allow-resize", is_flag=True,
+                     help="Evaluate a model whose image size differs from the dataset's by resizing the images."),
         click.option("--records", type=click.Path(dir_okay=False),
                      help="JSONL file to append to (default results/records/<protocol>.jsonl)."),
         click.option("--no-record", is_flag=True, help="Do not append a record."),
@@ -269,7 +271,8 @@ def _run_probe(protocols: list[str], **kw) -> None:
             name, d, kw["data_root"], layers=kw["layers"], bn_stats=kw["bn_stats"],
             feature_dtype=kw["feature_dtype"], C_grid=_parse_floats(kw["c_grid"]), svm_backend=kw["svm_backend"],
             device=device, batch_size=kw["batch_size"], seed=kw["seed"], trials=kw["trials"],
-            download=kw["download"], label=kw["label"], notes=list(kw["notes"]), progress=not kw["quiet"])
+            download=kw["download"], label=kw["label"], notes=list(kw["notes"]), progress=not kw["quiet"],
+            allow_resize=kw["allow_resize"])
         if not kw["no_record"]:
             path = Path(kw["records"] or Path("results") / "records" / f"{name}.jsonl")
             append_record(record, path)

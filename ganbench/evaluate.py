@@ -43,6 +43,7 @@ class Protocol:
     report: str = "accuracy"
     C_grid: tuple[float, ...] | None = None
     calibrate_on: str = "train"  # "train" (all training images) or "pool" (training minus validation)
+    resize_ok: bool = False  # images may be resized to the model's size without --allow-resize (tiny digit sets)
 
 
 PROTOCOLS = {
@@ -52,8 +53,8 @@ PROTOCOLS = {
         Protocol("cifar10-400", "cifar10", "per_class", 10000, per_class=400, trials=10),
         Protocol("svhn-1000", "svhn", "per_class", 10000, per_class=100, trials=10, test_trials=100,
                  split="authors-svhn", report="error", C_grid=SVHN_C_GRID, calibrate_on="pool"),
-        Protocol("mnist", "mnist", "per_class", 10000, per_class=100, trials=10),
-        Protocol("digits", "digits", "full", 0.2, split="stratified"),
+        Protocol("mnist", "mnist", "per_class", 10000, per_class=100, trials=10, resize_ok=True),
+        Protocol("digits", "digits", "full", 0.2, split="stratified", resize_ok=True),
     )
 }
 
@@ -106,6 +107,11 @@ def load_discriminator(checkpoint: str | None = None, random_init: str | None = 
 def _split(protocol: Protocol, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(labels)
     size = int(round(protocol.validation * n)) if isinstance(protocol.validation, float) else protocol.validation
+    if size >= n:
+        raise ConfigError(
+            f"{protocol.name} holds out {size} training images for validation, but this {protocol.dataset} training "
+            f"set has only {n}; point --data-root at the complete dataset"
+        )
     if protocol.split == "authors-svhn":
         return authors_svhn_split(n, size)
     if protocol.split == "stratified":
@@ -136,12 +142,17 @@ def evaluate_representation(
     bn_stats: str = "train-batches", feature_dtype: str = "float16", C_grid: list[float] | None = None,
     svm_backend: str = "torch", device: str = "auto", batch_size: int = 256, seed: int = 0,
     trials: int | None = None, download: bool = False, label: str | None = None, notes: list[str] | None = None,
-    progress: bool = True,
+    progress: bool = True, allow_resize: bool = False,
 ) -> dict[str, Any]:
-    """Run one protocol on one discriminator and return its record (not yet written)."""
+    """Run one protocol on one discriminator and return its record (not yet written).
+
+    allow_resize: evaluate a model whose image size differs from the dataset's (the images are resized to it);
+    refused otherwise for CIFAR-10 and SVHN, whose protocols are defined on their 32x32 images.
+    """
     if protocol_name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol_name!r}; choose one of {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[protocol_name]
+    resized = _check_image_size(protocol, d.disc.image_size, allow_resize)
     dev = pick_device(device)
     t_start = time.perf_counter()
     disc = d.disc.to(dev)
@@ -188,6 +199,8 @@ def evaluate_representation(
     from ganbench.report.records import environment_versions
 
     record_notes = list(notes or [])
+    if resized:
+        record_notes.append(resized)
     if d.partial:
         record_notes.append(f"partial discriminator: layers {chosen[0]}-{chosen[-1]} only")
     return {
@@ -211,6 +224,22 @@ def evaluate_representation(
         "wall_time_s": {"data": round(t_data - t_start, 2), "features": round(t_feat - t_data, 2),
                         **outcome["wall_time_s"], "total": round(t_end - t_start, 2)},
     }
+
+
+def _check_image_size(protocol: Protocol, size: int, allow_resize: bool) -> str | None:
+    """None when the model's image size is the dataset's; else the record's note, or ConfigError if not allowed."""
+    from ganbench.data.store import SOURCES
+
+    native = getattr(SOURCES.get(protocol.dataset), "native_size", None)
+    if native is None or native == size:
+        return None
+    if not (allow_resize or protocol.resize_ok):
+        raise ConfigError(
+            f"the discriminator takes {size}x{size} images but {protocol.dataset} images are {native}x{native}; "
+            f"evaluate a {native}x{native} model (the paper used its 32x32 models on CIFAR-10 and SVHN), or pass "
+            f"--allow-resize to resize the images to {size}x{size} (the record will say so)"
+        )
+    return f"images resized from {native}x{native} to {size}x{size} for the model"
 
 
 def _peak_rss_gib() -> float:

@@ -129,7 +129,7 @@ def test_splits_and_sampling():
     labels = np.repeat(np.arange(5), 20)
     idx = class_balanced_sample(labels, np.arange(100), 7, random.Random(0))
     assert np.bincount(labels[idx]).tolist() == [7] * 5 and len(set(idx)) == 35
-    with pytest.raises(ConfigError, match="fewer than 30"):
+    with pytest.raises(ConfigError, match="fewer than the protocol.s 30 per class"):
         class_balanced_sample(labels, np.arange(100), 30, random.Random(0))
 
 
@@ -221,3 +221,37 @@ def test_bad_model_arg_is_one_line_exit_2(args, needle):
 def test_eval_needs_exactly_one_model_source():
     result = CliRunner().invoke(cli, ["eval", "digits", "--device", "cpu"])
     assert result.exit_code == 2
+
+
+def _one_line_exit_2(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_eval_errors_are_one_line_exit_2(tmp_path):
+    from test_data import write_cifar_pickles
+
+    write_cifar_pickles(tmp_path / "small" / "cifar-10-batches-py", per_batch=6)  # 30 train, 6 test images
+    base = ["--device", "cpu", "--no-record", "--quiet"]
+    run = CliRunner().invoke
+    # missing dataset: names the path and how to get the data
+    _one_line_exit_2(run(cli, ["eval", "cifar10", "--random-init", "dcgan32", "--data-root",
+                               str(tmp_path / "nowhere"), *base]), "nowhere", "cifar-10-batches-py")
+    # a 64x64 model on 32x32 CIFAR-10: refused before any work, with the way out
+    _one_line_exit_2(run(cli, ["eval", "cifar10", "--random-init", "dcgan64", "--data-root",
+                               str(tmp_path / "small"), *base]), "64x64", "32x32", "--allow-resize")
+    # too few images for the protocol
+    _one_line_exit_2(run(cli, ["eval", "cifar10", "--protocol", "400", "--random-init", "dcgan32", "--data-root",
+                               str(tmp_path / "small"), *base]), "10000", "only 30", "complete dataset")
+
+
+def test_allow_resize_evaluates_and_says_so_in_the_record():
+    result = CliRunner().invoke(cli, ["eval", "digits", "--random-init", "dcgan64", "--layers", "1", "--C-grid",
+                                      "1e-2", "--device", "cpu", "--no-record", "--quiet", "--json"])
+    assert result.exit_code == 0, result.output  # digits are always upscaled: no flag needed
+    rec = json.loads(result.output)
+    assert "images resized from 8x8 to 64x64 for the model" in rec["notes"]
+    assert rec["data"]["train"]["image_size"] == 64

@@ -69,7 +69,8 @@ def class_balanced_sample(labels: np.ndarray, pool: np.ndarray, per_class: int, 
     for cls in np.unique(labels[pool]):
         members = pool[labels[pool] == cls]
         if len(members) < per_class:
-            raise ConfigError(f"class {cls} has only {len(members)} training images, fewer than {per_class} per class")
+            raise ConfigError(f"class {cls} has only {len(members)} training images outside the validation set, "
+                              f"fewer than the protocol's {per_class} per class; use the complete dataset")
         chosen.extend(rng.sample(list(members), per_class))
     return np.asarray(chosen)
 
