@@ -3,7 +3,7 @@
 The data are shaped like the DCGAN paper's protocols (28,672 discriminator features, 10 classes): non-negative
 leaky-ReLU features with a mean as large as their spread, class structure in a low-dimensional subspace and
 correlated noise with a decaying spectrum. They are written once per size as a float16 memmap; each solver then
-runs in a fresh subprocess that reads it, so that ``ru_maxrss`` is that solver's own peak resident memory (the
+runs in a fresh subprocess that reads it, so that its peak resident memory (VmHWM) is that solver's own (the
 memmap pages it touches count too: the float16 matrix itself is part of every solver's footprint).
 
 Each solver fits the whole C grid, as a protocol does: ganbench with ``fit_path`` (warm starts along C, one Gram
@@ -98,12 +98,25 @@ def child(args: argparse.Namespace) -> None:
         n_iter = [int(m.n_iter_) for m in models]
         extra = f"{models[0].solver_}, {sum(m.n_passes_ for m in models)} passes over X"
     acc = [float(np.mean(m.predict(Xt) == yt)) for m in models]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    rss = _peak_rss_bytes()
     print(
         json.dumps(
             {"solver": args.solver, "fit_s": fit_s, "rss": rss, "acc": acc, "n_iter": n_iter, "extra": extra}
         )
     )
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory. VmHWM belongs to the address space exec created, whereas Linux's
+    ru_maxrss survives exec and would report the parent's peak (the data generator) for a small child."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _floats(text: str) -> list[float]:
