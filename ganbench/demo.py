@@ -52,14 +52,13 @@ def demo_representation(checkpoint: Path, out: Path, progress: bool = False) -> 
     Appends both records to out/records/digits.jsonl and writes out/representation.md; returns the two test
     accuracies and which one won (reported as it falls: the random-features baseline is strong on tiny data).
     """
-    from ganbench.checkpoint import load_checkpoint
     from ganbench.evaluate import evaluate_representation, load_discriminator
     from ganbench.report.records import append_record
 
-    kwargs = load_checkpoint(checkpoint)["model"]["kwargs"]
+    trained = load_discriminator(str(checkpoint))  # reads the checkpoint once: its model arguments and step too
     rows = {}
-    for key, d in (("trained", load_discriminator(str(checkpoint))),
-                   ("random", load_discriminator(random_init=DEMO_MODEL, model_kwargs=kwargs, seed=0))):
+    for key, d in (("trained", trained),
+                   ("random", load_discriminator(random_init=DEMO_MODEL, model_kwargs=trained.model["kwargs"]))):
         record = evaluate_representation("digits", d, None, device="cpu", progress=progress,
                                          notes=["ganbench demo"], label=f"demo D ({key})")
         append_record(record, out / "records" / "digits.jsonl")
@@ -78,7 +77,7 @@ def demo_representation(checkpoint: Path, out: Path, progress: bool = False) -> 
         "| discriminator | feature dim | chosen C | test accuracy % |",
         "|---|---:|---:|---:|",
     ]
-    names = {"trained": f"{DEMO_MODEL} after {load_checkpoint(checkpoint).get('step')} demo steps",
+    names = {"trained": f"{DEMO_MODEL} after {trained.training.get('steps')} demo steps",
              "random": f"{DEMO_MODEL}, same width, random init (seed 0)"}
     for key, r in rows.items():
         lines.append(f"| {names[key]} | {r['features']['dim']} | {r['svm']['chosen_C']:g} | "
