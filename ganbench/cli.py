@@ -72,6 +72,29 @@ def models_cmd(as_json: bool, variant_file: str | None) -> None:
         )
 
 
+# ------------------------------------------------------------------------------------------ objectives
+@cli.command("objectives")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option("--objective-file", help="Also load an objective from path/to/file.py:NAME.")
+def objectives_cmd(as_json: bool, objective_file: str | None) -> None:
+    """List the registered GAN objectives: D steps per G step, D output kind, paper defaults, paper."""
+    from ganbench.registry import available_objectives, load_objective_file, objective_origin
+
+    if objective_file:
+        load_objective_file(objective_file)
+    rows = [{**cls.describe(), "origin": objective_origin(cls.name)} for cls in available_objectives()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<18}{'D steps':>8}  {'D output':<9}{'lr':>8}  {'betas':<11}paper")
+    for r in rows:
+        lr = f"{r['lr']:g}" if r["lr"] else "model"
+        betas = ",".join(f"{b:g}" for b in r["betas"]) if r["betas"] else "model"
+        click.echo(f"{r['name']:<18}{r['d_steps']:>8}  {r['output_kind']:<9}{lr:>8}  {betas:<11}{r['paper']}")
+        if r["options"]:
+            click.echo(f"{'':<18}options: " + ", ".join(f"{k}={v}" for k, v in r["options"].items()))
+
+
 # ----------------------------------------------------------------------------------------------- train
 def _train_options(func):
     opts = [
@@ -93,7 +116,16 @@ def _train_options(func):
         click.option("--beta1", type=float, help="Adam beta1. [0.5]"),
         click.option("--beta2", type=float, help="Adam beta2. [0.999]"),
         click.option("--weight-decay", type=float, help="L2 weight decay (the authors used 1e-5). [0]"),
-        click.option("--loss", help="bce (non-saturating, the paper's), hinge or lsgan."),
+        click.option("--objective", help="GAN objective (see `ganbench objectives`). [the model's: ns]"),
+        click.option("--loss", "objective", hidden=True, help="Old name of --objective."),
+        click.option("--objective-file", help="Load the objective from path/to/file.py:NAME."),
+        click.option("--objective-arg", "objective_args", multiple=True, metavar="KEY=VALUE",
+                     help="Objective option, e.g. real_label=0.9 (one-sided label smoothing); repeatable."),
+        click.option("--d-steps", type=int, help="D updates per G update. [the objective's: 1, wgan-gp 5]"),
+        click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+                     help="Architecture option, e.g. d_norm=layer, minibatch_kernels=100, g_norm=vbn; repeatable."),
+        click.option("--spectral-norm", is_flag=True, default=None,
+                     help="Spectral normalisation of every conv and linear weight of D (Miyato et al. 2018)."),
         click.option("--schedule", type=click.Choice(SCHEDULES), help="D/G update schedule. [simultaneous]"),
         click.option("--seed", type=int, help="Seed for init, data order and z. [0]"),
         click.option("--deterministic", is_flag=True, help="Deterministic kernels only."),
@@ -126,8 +158,11 @@ def _collect_config(ctx: click.Context, config_file: str | None) -> tuple[TrainC
                 changes[name] = ctx.params[name]
                 explicit.add(name)
     for key, value in changes.items():
+        if key in ("objective_args", "model_args"):
+            value = {**getattr(cfg, key), **_parse_key_values(value, "--" + key[:-1].replace("_", "-"))}
         setattr(cfg, key, value)
     return cfg, explicit
+
 
 
 @cli.command("train")
@@ -199,13 +234,13 @@ def _parse_floats(text: str | None) -> list[float] | None:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--C-grid") from None
 
 
-def _parse_model_args(items: tuple[str, ...]) -> dict[str, object]:
+def _parse_key_values(items: tuple[str, ...], option: str = "--model-arg") -> dict[str, object]:
     """KEY=VALUE pairs; values become int, float or bool when they read as one (the model checks names)."""
     out: dict[str, object] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-arg")
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
         value: object = text
         if text.lower() in ("true", "false"):
             value = text.lower() == "true"
@@ -265,7 +300,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
     device = str(pick_device(kw["device"]))
     d = load_discriminator(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
-                           device=device, model_kwargs=_parse_model_args(kw["model_args"]))
+                           device=device, model_kwargs=_parse_key_values(kw["model_args"]))
     for name in protocols:
         record = evaluate_representation(
             name, d, kw["data_root"], layers=kw["layers"], bn_stats=kw["bn_stats"],

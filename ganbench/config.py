@@ -39,7 +39,12 @@ class TrainConfig:
     beta1: float | None = None
     beta2: float | None = None
     weight_decay: float | None = None
-    loss: str | None = None
+    objective: str | None = None
+    objective_file: str | None = None
+    objective_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    d_steps: int | None = None
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    spectral_norm: bool = False
     schedule: str | None = None
     seed: int = 0
     deterministic: bool = False
@@ -71,16 +76,24 @@ class TrainConfig:
             raise ConfigError(f"unknown --device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.d_steps is not None and self.d_steps < 1:
+            raise ConfigError(f"--d-steps must be at least 1, got {self.d_steps}")
+        if (self.d_steps or 1) > 1 and self.schedule == "alternating":
+            raise ConfigError("--schedule alternating takes one D minibatch per G minibatch; "
+                              "with several D steps per G step use --schedule simultaneous")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict without None values (TOML has no null)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """Plain dict without None values (TOML has no null) and without empty option tables."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != {}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> TrainConfig:
         """Build from a mapping, refusing unknown keys (a typo must not silently fall back to a default)."""
         known = {f.name for f in fields(cls)}
+        data = dict(data)
+        if "loss" in data and "objective" not in data:  # written by ganbench before objectives replaced losses
+            data["objective"] = data.pop("loss")
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(

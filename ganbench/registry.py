@@ -1,4 +1,5 @@
-"""Name -> GAN variant: built-ins, the `ganbench.variants` entry-point group, and `path/to/file.py:NAME` files."""
+"""Name -> GAN variant and name -> objective: built-ins, the `ganbench.variants` and `ganbench.objectives`
+entry-point groups, and `path/to/file.py:NAME` files."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ganbench.errors import ModelError
+from ganbench.errors import ConfigError, ModelError
 from ganbench.models.base import Variant
+from ganbench.objectives import ALIASES, BUILTIN_OBJECTIVES, Objective
 
 ENTRY_POINT_GROUP = "ganbench.variants"
+OBJECTIVE_ENTRY_POINT_GROUP = "ganbench.objectives"
 _VARIANTS: dict[str, Variant] = {}
 _builtins_loaded = False
 _entry_points_loaded = False
@@ -51,15 +54,12 @@ def available_variants() -> list[Variant]:
     return [_VARIANTS[k] for k in sorted(_VARIANTS)]
 
 
-def load_variant_file(spec: str) -> Variant:
-    """Load `path/to/file.py:NAME` (a Variant or a function returning one), register it and return it."""
-    path_text, sep, attr = spec.rpartition(":")
-    if not sep or not path_text or not attr:
-        raise ModelError(f"--variant expects path/to/file.py:NAME, got {spec!r}")
+def _import_file(path_text: str, what: str, option: str) -> object:
+    """Import a user's Python file once (keyed by its resolved path) and return the module."""
     path = Path(path_text).expanduser().resolve()
     if not path.is_file():
-        raise ModelError(f"variant file {path} does not exist; pass --variant path/to/file.py:NAME")
-    module_name = f"ganbench_variant_{abs(hash(str(path)))}"
+        raise ModelError(f"{what} file {path} does not exist; pass {option} path/to/file.py:NAME")
+    module_name = f"ganbench_{what}_{abs(hash(str(path)))}"
     module = sys.modules.get(module_name)
     if module is None:
         spec_obj = importlib.util.spec_from_file_location(module_name, path)
@@ -71,7 +71,22 @@ def load_variant_file(spec: str) -> Variant:
             spec_obj.loader.exec_module(module)
         except Exception as exc:  # the user's file: report its failure in one line
             del sys.modules[module_name]
-            raise ModelError(f"importing variant file {path} failed: {type(exc).__name__}: {exc}") from None
+            raise ModelError(f"importing {what} file {path} failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _split_spec(spec: str, option: str) -> tuple[str, str]:
+    path_text, sep, attr = spec.rpartition(":")
+    if not sep or not path_text or not attr:
+        raise ModelError(f"{option} expects path/to/file.py:NAME, got {spec!r}")
+    return path_text, attr
+
+
+def load_variant_file(spec: str) -> Variant:
+    """Load `path/to/file.py:NAME` (a Variant or a function returning one), register it and return it."""
+    path_text, attr = _split_spec(spec, "--variant")
+    module = _import_file(path_text, "variant", "--variant")
+    path = Path(path_text).expanduser().resolve()
     if not hasattr(module, attr):
         raise ModelError(f"variant file {path} defines no {attr!r}")
     variant = _as_variant(getattr(module, attr), f"{path}:{attr}")
@@ -79,6 +94,84 @@ def load_variant_file(spec: str) -> Variant:
     _load_builtins()
     register_variant(variant)
     return variant
+
+
+# ------------------------------------------------------------------------------------------------ objectives
+_OBJECTIVES: dict[str, type[Objective]] = {}
+_OBJECTIVE_ORIGINS: dict[str, dict[str, str]] = {}
+_objective_entry_points_loaded = False
+
+
+def register_objective(cls: type[Objective], origin: dict[str, str] | None = None) -> type[Objective]:
+    """Register an Objective subclass under its `name`; returns it (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ModelError(f"expected a ganbench.objectives.Objective subclass, got {cls!r}")
+    if not cls.name:
+        raise ModelError(f"objective class {cls.__name__} has no `name`; set the class attribute")
+    if cls.d_steps < 1 or cls.output_kind not in ("logit", "critic"):
+        raise ModelError(f"objective {cls.name!r}: d_steps must be >= 1 and output_kind 'logit' or 'critic'")
+    existing = _OBJECTIVES.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise ModelError(f"objective name {cls.name!r} is taken (by {existing.__module__}.{existing.__name__}); "
+                         "choose another name")
+    _OBJECTIVES[cls.name] = cls
+    _OBJECTIVE_ORIGINS[cls.name] = origin or {"kind": "builtin"}
+    return cls
+
+
+for _cls in BUILTIN_OBJECTIVES:
+    register_objective(_cls)
+
+
+def get_objective(name: str) -> type[Objective]:
+    """The objective class registered under name (built-ins, then installed plugins); old names are aliases."""
+    name = ALIASES.get(name, name)
+    if name not in _OBJECTIVES:
+        _load_objective_entry_points()
+    if name not in _OBJECTIVES:
+        raise ConfigError(
+            f"unknown objective {name!r}; known: {', '.join(sorted(_OBJECTIVES))} "
+            "(an objective from a file: --objective-file path/to/file.py:NAME; list them: ganbench objectives)"
+        )
+    return _OBJECTIVES[name]
+
+
+def objective_origin(name: str) -> dict[str, str]:
+    """Where a registered objective came from (builtin, entry point or file)."""
+    return dict(_OBJECTIVE_ORIGINS[get_objective(name).name])
+
+
+def available_objectives() -> list[type[Objective]]:
+    """All registered objectives, sorted by name."""
+    _load_objective_entry_points()
+    return [_OBJECTIVES[k] for k in sorted(_OBJECTIVES)]
+
+
+def load_objective_file(spec: str) -> type[Objective]:
+    """Load `path/to/file.py:NAME` (an Objective subclass), register it and return it."""
+    path_text, attr = _split_spec(spec, "--objective-file")
+    module = _import_file(path_text, "objective", "--objective-file")
+    path = Path(path_text).expanduser().resolve()
+    if not hasattr(module, attr):
+        raise ModelError(f"objective file {path} defines no {attr!r}")
+    return register_objective(getattr(module, attr), {"kind": "file", "path": str(path), "attr": attr})
+
+
+def _load_objective_entry_points() -> None:
+    global _objective_entry_points_loaded
+    if _objective_entry_points_loaded:
+        return
+    _objective_entry_points_loaded = True
+    for ep in entry_points(group=OBJECTIVE_ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            raise ModelError(
+                f"plugin entry point {ep.name} = {ep.value} failed to load: {type(exc).__name__}: {exc}"
+            ) from None
+        register_objective(cls, {"kind": "entry_point", "value": ep.value})
+        if ep.name != cls.name:
+            raise ModelError(f"entry point {ep.name!r} provides an objective named {cls.name!r}; make them equal")
 
 
 def _as_variant(obj: object, where: str) -> Variant:

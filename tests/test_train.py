@@ -46,7 +46,8 @@ def test_thirty_steps_on_fake_leave_a_complete_run(tmp_path):
     assert grid.size == (4 * 34 + 2, 4 * 34 + 2)  # 4x4 grid of 32 px images, 2 px padding
     assert (out / "curves.png").stat().st_size > 10_000
     cfg = read_config(out / "config.toml")
-    assert cfg["lr"] == 2e-4 and cfg["beta1"] == 0.5 and cfg["loss"] == "bce" and cfg["schedule"] == "simultaneous"
+    assert cfg["lr"] == 2e-4 and cfg["beta1"] == 0.5 and cfg["objective"] == "ns" and cfg["d_steps"] == 1
+    assert cfg["schedule"] == "simultaneous"
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ckpt["format_version"] == 1 and ckpt["step"] == 30
     assert ckpt["model"]["name"] == "dcgan32"

@@ -88,6 +88,9 @@ class Variant:
 
     generator / discriminator: callables receiving the constructor arguments they name (nz, ngf, ndf, ...).
     defaults: every constructor argument the variant accepts, with its default; overrides must be among them.
+    options: further constructor arguments (architecture options such as d_norm), recorded in a checkpoint only
+      when set to something other than their default, so adding an option never changes existing records.
+      Every variant also accepts spectral_norm (True: spectral normalisation of every conv and linear weight of D).
     schedule: "simultaneous" (D then G on every batch) or "alternating" (D and G on alternate batches).
     """
 
@@ -96,28 +99,40 @@ class Variant:
     discriminator: Callable[..., Discriminator]
     defaults: Mapping[str, Any]
     image_size: int
-    loss: str = "bce"
+    loss: str = "ns"  # the default objective (registry name; historical field name)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
     schedule: str = "simultaneous"
     description: str = ""
     origin: Mapping[str, str] = field(default_factory=lambda: {"kind": "builtin"})
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> str:
+        """The default objective's registry name (`loss` is its historical field name; "bce" is "ns")."""
+        return self.loss
+
+    def accepts(self, name: str) -> bool:
+        """Whether the constructor takes argument name."""
+        return name in self.defaults or name in self.options or name == "spectral_norm"
 
     def model_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Defaults merged with overrides; unknown names are refused with the accepted ones listed."""
         overrides = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(overrides) - set(self.defaults))
+        unknown = sorted(k for k in overrides if not self.accepts(k))
         if unknown:
+            accepted = sorted({*self.defaults, *self.options, "spectral_norm"})
             raise ModelError(
-                f"model {self.name!r} takes no argument {', '.join(unknown)}; "
-                f"it accepts {', '.join(sorted(self.defaults)) or 'none'}"
+                f"model {self.name!r} takes no argument {', '.join(unknown)}; it accepts {', '.join(accepted)}"
             )
-        return {**self.defaults, **overrides}
+        optional = {**self.options, "spectral_norm": False}
+        return {**self.defaults, **{k: v for k, v in overrides.items() if k not in optional or v != optional[k]}}
 
     def build(self, **overrides: Any) -> tuple[Generator, Discriminator]:
         """Construct (G, D); the networks initialise themselves."""
         kwargs = self.model_kwargs(**overrides)
+        spectral = bool(kwargs.pop("spectral_norm", False))
         try:
             gen = _call_with_accepted(self.generator, kwargs)
             disc = _call_with_accepted(self.discriminator, kwargs)
@@ -129,4 +144,8 @@ class Variant:
                     f"model {self.name!r}: factory returned {type(net).__name__}, "
                     f"expected a ganbench.models.base.{kind.__name__} subclass"
                 )
+        if spectral:
+            from ganbench.models.parts import apply_spectral_norm
+
+            apply_spectral_norm(disc)
         return gen, disc

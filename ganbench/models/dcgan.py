@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ganbench.models.base import Discriminator, Generator, Variant, init_dcgan_weights
+from ganbench.models.parts import G_NORMS, MinibatchDiscrimination, VirtualBatchNorm, d_norm_layer
 from ganbench.registry import register_variant
 
 
@@ -42,10 +43,20 @@ class ConvGenerator(Generator):
         project: str = "linear",
         z_dist: str = "uniform",
         bn_eps: float = 1e-5,
+        g_norm: str = "batch",
+        vbn_ref: int = 32,
     ):
         super().__init__()
         if len(widths) != len(strides) - 1:
             raise ValueError("widths must name the output channels of every layer but the last")
+        if g_norm not in G_NORMS:
+            raise ValueError(f"unknown g_norm {g_norm!r}; choose one of {', '.join(G_NORMS)}")
+        if g_norm == "vbn" and vbn_ref < 2:
+            raise ValueError(f"vbn_ref must be at least 2, got {vbn_ref}")
+
+        def norm(kind: type[nn.Module], n: int) -> nn.Module:
+            return VirtualBatchNorm(n, vbn_ref, bn_eps) if g_norm == "vbn" else kind(n, eps=bn_eps)
+
         self.nz, self.channels, self.z_dist = nz, channels, z_dist
         self.base_channels = base_channels
         self.image_size = 4
@@ -54,14 +65,14 @@ class ConvGenerator(Generator):
         if project == "linear":
             self.project = nn.Sequential(
                 nn.Linear(nz, base_channels * 16, bias=False),
-                nn.BatchNorm1d(base_channels * 16, eps=bn_eps),
+                norm(nn.BatchNorm1d, base_channels * 16),
                 nn.ReLU(True),
             )
         elif project == "convT":
             self.project = nn.Sequential(
                 nn.Unflatten(1, (nz, 1, 1)),
                 nn.ConvTranspose2d(nz, base_channels, 4, 1, 0, bias=False),
-                nn.BatchNorm2d(base_channels, eps=bn_eps),
+                norm(nn.BatchNorm2d, base_channels),
                 nn.ReLU(True),
             )
         else:
@@ -69,16 +80,24 @@ class ConvGenerator(Generator):
         layers: list[nn.Module] = []
         cin = base_channels
         for cout, stride in zip(widths, strides[:-1]):
-            layers += [_deconv(cin, cout, kernel, stride), nn.BatchNorm2d(cout, eps=bn_eps), nn.ReLU(True)]
+            layers += [_deconv(cin, cout, kernel, stride), norm(nn.BatchNorm2d, cout), nn.ReLU(True)]
             cin = cout
         self.body = nn.Sequential(*layers, _deconv(cin, channels, kernel, strides[-1]), nn.Tanh())
         init_dcgan_weights(self)
+        self.vbn_ref = vbn_ref if g_norm == "vbn" else 0
+        if self.vbn_ref:
+            # the fixed reference batch of virtual BN, drawn once and saved with the weights
+            self.register_buffer("ref_z", self.sample_z(vbn_ref, generator=torch.Generator().manual_seed(0),
+                                                        device="cpu"))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.vbn_ref:  # the reference batch travels in front of z through every layer (VirtualBatchNorm)
+            z = torch.cat([self.ref_z.to(z.dtype), z])
         h = self.project(z)
         if h.dim() == 2:
             h = h.view(-1, self.base_channels, 4, 4)
-        return self.body(h)
+        out = self.body(h)
+        return out[self.vbn_ref:] if self.vbn_ref else out
 
 
 class ConvDiscriminator(Discriminator):
@@ -93,6 +112,9 @@ class ConvDiscriminator(Discriminator):
         image_size: int = 32,
         head: str = "linear",
         bn_eps: float = 1e-5,
+        d_norm: str = "batch",
+        minibatch_kernels: int = 0,
+        minibatch_dims: int = 5,
     ):
         super().__init__()
         self.channels, self.image_size = channels, image_size
@@ -100,14 +122,22 @@ class ConvDiscriminator(Discriminator):
         blocks = []
         cin, size = channels, image_size
         for i, (cout, stride) in enumerate(zip(widths, strides)):
-            layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, pad, bias=False)]
-            if i > 0:
-                layers.append(nn.BatchNorm2d(cout, eps=bn_eps))
+            norm = d_norm_layer(d_norm, cout, bn_eps) if i > 0 else None
+            # a conv followed by normalisation needs no bias; without normalisation it gets one
+            layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, pad, bias=i > 0 and norm is None)]
+            if norm is not None:
+                layers.append(norm)
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             blocks.append(nn.Sequential(*layers))
             cin, size = cout, size // stride
         self.blocks = nn.ModuleList(blocks)
-        if head == "linear":
+        if minibatch_kernels < 0 or minibatch_dims < 1:
+            raise ValueError("minibatch_kernels must be >= 0 and minibatch_dims >= 1")
+        self.minibatch = (MinibatchDiscrimination(cin * size * size, minibatch_kernels, minibatch_dims)
+                          if minibatch_kernels else None)
+        if self.minibatch is not None:  # Salimans et al.: o(x) joins the last features before the last layer
+            self.head = nn.Linear(cin * size * size + minibatch_kernels, 1, bias=False)
+        elif head == "linear":
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * size * size, 1, bias=False))
         elif head == "conv":
             self.head = nn.Sequential(nn.Conv2d(cin, 1, size, 1, 0, bias=False), nn.Flatten())
@@ -125,63 +155,89 @@ class ConvDiscriminator(Discriminator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
+        if self.minibatch is not None:
+            f = x.flatten(1)
+            return self.head(torch.cat([f, self.minibatch(f)], 1)).view(-1)
         return self.head(x).view(-1)
 
 
+# architecture options every built-in accepts (Variant.options): recorded in a checkpoint only when changed
+ARCH_OPTIONS = {"d_norm": "batch", "minibatch_kernels": 0, "minibatch_dims": 5, "g_norm": "batch", "vbn_ref": 32}
+_G_OPTS, _D_OPTS = ("g_norm", "vbn_ref"), ("d_norm", "minibatch_kernels", "minibatch_dims")
+
+
+def _g_opts(opts: dict) -> dict:
+    return {k: v for k, v in opts.items() if k in _G_OPTS}
+
+
+def _d_opts(opts: dict) -> dict:
+    return {k: v for k, v in opts.items() if k in _D_OPTS}
+
+
 # dcgan32: the authors' imagenet_gan_pretrain_128f_relu_lrelu_7l_3x3_256z (parameter shapes in ../shared/README.md)
-def _g32(nz: int, ngf: int, channels: int, bn_eps: float) -> ConvGenerator:
+def _g32(nz: int, ngf: int, channels: int, bn_eps: float, **opts) -> ConvGenerator:
     return ConvGenerator(
         nz, 4 * ngf, [4 * ngf, 2 * ngf, 2 * ngf, ngf, ngf], [2, 1, 2, 1, 2, 1], 3, channels, "linear",
-        "uniform", bn_eps,
+        "uniform", bn_eps, **_g_opts(opts),
     )
 
 
-def _d32(ndf: int, channels: int, bn_eps: float) -> ConvDiscriminator:
+def _d32(ndf: int, channels: int, bn_eps: float, **opts) -> ConvDiscriminator:
     widths = [ndf, ndf, 2 * ndf, 2 * ndf, 4 * ndf, 4 * ndf]
-    return ConvDiscriminator(widths, [1, 2, 1, 2, 1, 2], 3, channels, 32, "linear", bn_eps)
+    return ConvDiscriminator(widths, [1, 2, 1, 2, 1, 2], 3, channels, 32, "linear", bn_eps, **_d_opts(opts))
 
 
-def _g64(nz: int, ngf: int, channels: int, bn_eps: float) -> ConvGenerator:
+def _g64(nz: int, ngf: int, channels: int, bn_eps: float, **opts) -> ConvGenerator:
     return ConvGenerator(
-        nz, 8 * ngf, [4 * ngf, 2 * ngf, ngf], [2, 2, 2, 2], 5, channels, "linear", "uniform", bn_eps
+        nz, 8 * ngf, [4 * ngf, 2 * ngf, ngf], [2, 2, 2, 2], 5, channels, "linear", "uniform", bn_eps,
+        **_g_opts(opts),
     )
 
 
-def _d64(ndf: int, channels: int, bn_eps: float) -> ConvDiscriminator:
-    return ConvDiscriminator([ndf, 2 * ndf, 4 * ndf, 8 * ndf], [2, 2, 2, 2], 5, channels, 64, "linear", bn_eps)
+def _d64(ndf: int, channels: int, bn_eps: float, **opts) -> ConvDiscriminator:
+    return ConvDiscriminator([ndf, 2 * ndf, 4 * ndf, 8 * ndf], [2, 2, 2, 2], 5, channels, 64, "linear", bn_eps,
+                             **_d_opts(opts))
 
 
-def _g64pt(nz: int, ngf: int, channels: int, bn_eps: float) -> ConvGenerator:
+def _g64pt(nz: int, ngf: int, channels: int, bn_eps: float, **opts) -> ConvGenerator:
     return ConvGenerator(
-        nz, 8 * ngf, [4 * ngf, 2 * ngf, ngf], [2, 2, 2, 2], 4, channels, "convT", "normal", bn_eps
+        nz, 8 * ngf, [4 * ngf, 2 * ngf, ngf], [2, 2, 2, 2], 4, channels, "convT", "normal", bn_eps,
+        **_g_opts(opts),
     )
 
 
-def _d64pt(ndf: int, channels: int, bn_eps: float) -> ConvDiscriminator:
-    return ConvDiscriminator([ndf, 2 * ndf, 4 * ndf, 8 * ndf], [2, 2, 2, 2], 4, channels, 64, "conv", bn_eps)
+def _d64pt(ndf: int, channels: int, bn_eps: float, **opts) -> ConvDiscriminator:
+    return ConvDiscriminator([ndf, 2 * ndf, 4 * ndf, 8 * ndf], [2, 2, 2, 2], 4, channels, 64, "conv", bn_eps,
+                             **_d_opts(opts))
 
 
-def _gsvhn(nz: int, ngf: int, channels: int, bn_eps: float) -> ConvGenerator:
-    return ConvGenerator(nz, 4 * ngf, [2 * ngf, ngf], [2, 2, 2], 5, channels, "linear", "normal", bn_eps)
+def _gsvhn(nz: int, ngf: int, channels: int, bn_eps: float, **opts) -> ConvGenerator:
+    return ConvGenerator(nz, 4 * ngf, [2 * ngf, ngf], [2, 2, 2], 5, channels, "linear", "normal", bn_eps,
+                         **_g_opts(opts))
 
 
-def _dsvhn(ndf: int, channels: int, bn_eps: float) -> ConvDiscriminator:
-    return ConvDiscriminator([ndf, 2 * ndf, 4 * ndf], [2, 2, 2], 5, channels, 32, "linear", bn_eps)
+def _dsvhn(ndf: int, channels: int, bn_eps: float, **opts) -> ConvDiscriminator:
+    return ConvDiscriminator([ndf, 2 * ndf, 4 * ndf], [2, 2, 2], 5, channels, 32, "linear", bn_eps,
+                             **_d_opts(opts))
 
 
 register_variant(Variant(
     "dcgan32", _g32, _d32, {"nz": 256, "ngf": 128, "ndf": 128, "channels": 3, "bn_eps": 1e-5}, 32,
     description="paper's 32x32 ImageNet model (authors' release): 3x3 convs, 6 layers, z ~ U[-1,1]^256",
+    options=ARCH_OPTIONS,
 ))
 register_variant(Variant(
     "dcgan64", _g64, _d64, {"nz": 100, "ngf": 128, "ndf": 128, "channels": 3, "bn_eps": 1e-5}, 64,
     description="paper's 64x64 LSUN/faces model: 5x5 stride-2 convs, 1024x4x4 base, z ~ U[-1,1]^100",
+    options=ARCH_OPTIONS,
 ))
 register_variant(Variant(
     "dcgan64-pt", _g64pt, _d64pt, {"nz": 100, "ngf": 64, "ndf": 64, "channels": 3, "bn_eps": 1e-5}, 64,
     description="pytorch/examples dcgan: 4x4 kernels, no biases, z ~ N(0,1)^100",
+    options=ARCH_OPTIONS,
 ))
 register_variant(Variant(
     "dcgan-svhn32", _gsvhn, _dsvhn, {"nz": 100, "ngf": 64, "ndf": 64, "channels": 3, "bn_eps": 1e-5}, 32,
     description="authors' released SVHN model: 5x5 stride-2 convs 64-128-256, z ~ N(0,1)^100",
+    options=ARCH_OPTIONS,
 ))

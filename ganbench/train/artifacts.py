@@ -22,8 +22,14 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return path
 
 
-def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:
-    """Plot losses and D outputs over steps from metrics.jsonl into a PNG."""
+CORE_KEYS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "elapsed_s")
+
+
+def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_kind: str = "logit") -> Path | None:
+    """Plot losses, D outputs and the objective's own scalars (gradient penalty, ...) over steps into a PNG.
+
+    output_kind: "logit" (D outputs are mean sigmoids, drawn on [0, 1]) or "critic" (raw values).
+    """
     metrics_path, out = Path(metrics_path), Path(out)
     if not metrics_path.is_file():
         return None
@@ -35,19 +41,31 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(steps, [r["loss_d"] for r in rows], label="loss D")
-    ax_loss.plot(steps, [r["loss_g"] for r in rows], label="loss G")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_title("losses")
-    ax_loss.legend()
-    ax_d.plot(steps, [r["d_real"] for r in rows], label="D(x)")
-    ax_d.plot(steps, [r["d_fake"] for r in rows], label="D(G(z))")
-    ax_d.set_ylim(0, 1)
-    ax_d.set_xlabel("step")
-    ax_d.set_title("discriminator outputs (mean sigmoid)")
-    ax_d.legend()
+    extra = sorted({k for r in rows for k in r} - set(CORE_KEYS))
+    fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(16 if extra else 11, 4))
+
+    def series(ax, key: str, label: str) -> None:
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), label=label)
+
+    series(axes[0], "loss_d", "loss D")
+    series(axes[0], "loss_g", "loss G")
+    axes[0].set_title("losses")
+    series(axes[1], "d_real", "D(x)")
+    series(axes[1], "d_fake", "D(G(z))")
+    if output_kind == "logit":
+        axes[1].set_ylim(0, 1)
+        axes[1].set_title("discriminator outputs (mean sigmoid)")
+    else:
+        axes[1].set_title("critic outputs (mean raw value)")
+    for key in extra:
+        series(axes[2], key, key)
+    if extra:
+        axes[2].set_title("objective's scalars")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend()
     fig.tight_layout()
     tmp = out.with_name(f".{out.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -28,8 +28,8 @@ from ganbench.checkpoint import (
 from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
 from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
-from ganbench.losses import get_loss
-from ganbench.registry import get_variant, load_variant_file
+from ganbench.objectives import Objective
+from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
 from ganbench.train.artifacts import plot_curves, save_grid
 
 # settings a resumed run may change; everything else must match the run directory's config
@@ -137,17 +137,35 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill every None with the variant's default so config.toml records the values actually used."""
+    """Fill every None with the objective's or the variant's default so config.toml records the values used.
+
+    Order of precedence: what the user gave, then the objective's paper defaults (lr, betas, D steps, architecture
+    options such as WGAN-GP's critic without BatchNorm), then the architecture's.
+    """
     if cfg.variant_file:
         load_variant_file(cfg.variant_file)
+    if cfg.objective_file:
+        load_objective_file(cfg.objective_file)
     variant = get_variant(cfg.model)
+    objective = get_objective(cfg.objective or variant.objective)
+    objective(**cfg.objective_args)  # refuse unknown options before anything is written
+    betas = objective.betas or variant.betas
+    model_args = dict(cfg.model_args)
+    unknown = sorted(k for k in model_args if not variant.accepts(k))
+    if unknown:
+        variant.model_kwargs(**model_args)  # raises with the accepted names
+    for key, value in objective.model_defaults.items():
+        if variant.accepts(key):
+            model_args.setdefault(key, value)
     return replace(
         cfg,
-        lr=cfg.lr if cfg.lr is not None else variant.lr,
-        beta1=cfg.beta1 if cfg.beta1 is not None else variant.betas[0],
-        beta2=cfg.beta2 if cfg.beta2 is not None else variant.betas[1],
+        lr=cfg.lr if cfg.lr is not None else (objective.lr or variant.lr),
+        beta1=cfg.beta1 if cfg.beta1 is not None else betas[0],
+        beta2=cfg.beta2 if cfg.beta2 is not None else betas[1],
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else variant.weight_decay,
-        loss=cfg.loss or variant.loss,
+        objective=objective.name,
+        d_steps=cfg.d_steps if cfg.d_steps is not None else objective.d_steps,
+        model_args=model_args,
         schedule=cfg.schedule or variant.schedule,
     ).validate()
 
@@ -202,10 +220,12 @@ def train(
     channels = cfg.channels or int(store.images.shape[1])
     if "channels" not in variant.defaults and cfg.channels is None:
         channels = None  # a model with a fixed channel count; BatchSource checks the data fits it
-    model_kwargs = variant.model_kwargs(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf, channels=channels)
+    model_kwargs = variant.model_kwargs(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf, channels=channels, **cfg.model_args,
+                                        spectral_norm=cfg.spectral_norm)
     if cfg.channels is None:
         cfg = replace(cfg, channels=channels)
 
+    objective: Objective = get_objective(cfg.objective)(**cfg.objective_args)
     torch.manual_seed(cfg.seed)
     if ckpt is not None:
         gen, disc, _ = build_from_checkpoint(ckpt, cfg.variant_file)
@@ -233,11 +253,13 @@ def train(
             if ckpt.get(key):
                 scaler.load_state_dict(ckpt[key])
         z_gen.set_state(ckpt["rng"]["z"].to("cpu"))
+        objective.load_state_dict((ckpt.get("objective") or {}).get("state") or {})
         torch.set_rng_state(ckpt["rng"]["torch"].to("cpu"))
         start = int(ckpt["step"])
 
     data = BatchSource(store.images, cfg.batch_size, cfg.seed, device, disc.channels, cfg.channels_last)
-    total = cfg.steps if cfg.steps is not None else math.ceil((cfg.epochs or 25) * data.steps_per_epoch)
+    k_d = cfg.d_steps or 1  # D minibatches per G update; a step is one G update and reads k_d real minibatches
+    total = cfg.steps if cfg.steps is not None else math.ceil((cfg.epochs or 25) * data.steps_per_epoch / k_d)
     if start >= total:
         raise ConfigError(f"{out} is already at step {start}; pass --steps above {start} to train further")
 
@@ -248,7 +270,6 @@ def train(
                            device="cpu").to(device)
 
     g_step, d_step = (torch.compile(gen), torch.compile(disc)) if cfg.compile else (gen, disc)
-    d_loss_fn, g_loss_fn = get_loss(cfg.loss)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
         if cfg.amp != "off" else contextlib.nullcontext()
@@ -266,6 +287,7 @@ def train(
             "scaler_D": scaler_d.state_dict() if scaler_d.is_enabled() else None,
             "scaler_G": scaler_g.state_dict() if scaler_g.is_enabled() else None,
             "step": step, "rng": {"torch": torch.get_rng_state(), "z": z_gen.get_state()},
+            "objective": {"name": objective.name, "state": objective.state_dict()},
             "config": cfg.to_dict(), "provenance": provenance,
         }
         path = save_checkpoint(payload, out / "checkpoints" / f"step_{step:07d}.pt")
@@ -274,8 +296,9 @@ def train(
 
     # device-side accumulators: no host sync per step, one per log interval
     zero = torch.zeros((), device=device)
-    sums = {k: zero.clone() for k in ("loss_d", "loss_g", "d_real", "d_fake")}
+    sums: dict[str, torch.Tensor] = {}
     counts = {"d": 0, "g": 0}
+    sides = {"loss_d": "d", "loss_g": "g"}  # which update's count averages each logged scalar
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     last_ckpt = out / "checkpoints" / "last.pt"
     metrics_path = out / "metrics.jsonl"
@@ -283,28 +306,31 @@ def train(
     t_start = time.perf_counter()
     final: dict[str, Any] = {}
 
+    def accumulate(logs: dict[str, torch.Tensor], side: str) -> None:
+        for name, value in logs.items():
+            sides.setdefault(name, side)
+            sums[name] = sums[name] + value.detach().float() if name in sums else zero + value.detach().float()
+
     def update_d(x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         with autocast:
-            real_logits = d_step(x)
-            fake_logits = d_step(fake)
-            loss = d_loss_fn(real_logits.float(), fake_logits.float())
+            loss, logs = objective.d_loss(d_step, x, fake)
         opt_d.zero_grad(set_to_none=True)
         scaler_d.scale(loss).backward()
         scaler_d.step(opt_d)
         scaler_d.update()
-        sums["d_real"] += torch.sigmoid(real_logits.detach().float()).mean()
-        sums["d_fake"] += torch.sigmoid(fake_logits.detach().float()).mean()
+        accumulate(logs, "d")
         return loss.detach()
 
-    def update_g(fake: torch.Tensor) -> torch.Tensor:
+    def update_g(x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         disc.requires_grad_(False)  # no weight gradients for D in the G step
         with autocast:
-            loss = g_loss_fn(d_step(fake).float())
+            loss, logs = objective.g_loss(d_step, x, fake)
         opt_g.zero_grad(set_to_none=True)
         scaler_g.scale(loss).backward()
         scaler_g.step(opt_g)
         scaler_g.update()
         disc.requires_grad_(True)
+        accumulate(logs, "g")
         return loss.detach()
 
     def check_finite() -> None:
@@ -316,50 +342,56 @@ def train(
                 "lower --lr or try --amp off"
             )
 
+    def record_loss(name: str, value: torch.Tensor, step: int) -> None:
+        nonlocal first_bad
+        accumulate({name: value}, name[-1])
+        counts[name[-1]] += 1
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value), torch.tensor(step, device=device),
+                                first_bad)
+
     bar = _progress_bar(total, start, progress)
     step = start
     try:
         for step in range(start, total):
-            x = data.batch(step)
             gen.train()
-            if cfg.schedule == "simultaneous" or step % 2 == 1:
-                z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
-                if cfg.schedule == "simultaneous":
-                    with autocast:
+            loss_d = loss_g = None
+            if cfg.schedule == "simultaneous":
+                for j in range(k_d):  # D on k_d fresh minibatches; G's update reuses the last fake batch
+                    x = data.batch(step * k_d + j)
+                    z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                    with autocast, torch.set_grad_enabled(j == k_d - 1):
                         fake = g_step(z)
                     loss_d = update_d(x, fake.detach())
-                    loss_g = update_g(fake)
-                else:  # the authors' code: this minibatch updates D only
-                    with torch.no_grad(), autocast:
-                        fake = g_step(z)
-                    loss_d, loss_g = update_d(x, fake), None
+                    if j < k_d - 1:
+                        record_loss("loss_d", loss_d, step)
+                loss_g = update_g(x, fake)
+            elif step % 2 == 1:  # alternating, as in the authors' code: this minibatch updates D only
+                x = data.batch(step)
+                z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                with torch.no_grad(), autocast:
+                    fake = g_step(z)
+                loss_d = update_d(x, fake)
             else:  # alternating, even minibatch: G only (the authors' loop starts with a G update)
+                x = data.batch(step)
                 z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
                 with autocast:
                     fake = g_step(z)
-                loss_g, loss_d = update_g(fake), None
+                loss_g = update_g(x, fake)
             for name, value in (("loss_d", loss_d), ("loss_g", loss_g)):
                 if value is not None:
-                    sums[name] += value
-                    counts[name[-1]] += 1
-                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value),
-                                            torch.tensor(step, device=device), first_bad)
-            imgs_window += cfg.batch_size
+                    record_loss(name, value, step)
+            imgs_window += cfg.batch_size * (k_d if cfg.schedule == "simultaneous" else 1)
             done = step + 1
             if done % cfg.log_every == 0 or done == total:
                 check_finite()
                 elapsed = time.perf_counter() - t_window
                 rate = imgs_window / elapsed if elapsed > 0 else 0.0
-                final = _log_row(sums, counts, done, rate, time.perf_counter() - t_start)
+                final = _log_row(sums, counts, sides, done, rate, time.perf_counter() - t_start)
                 with open(metrics_path, "a") as fh:
                     fh.write(json.dumps(final) + "\n")
-                bar.set_postfix(
-                    loss_D=f"{final['loss_d']:.3f}", loss_G=f"{final['loss_g']:.3f}",
-                    Dx=f"{final['d_real']:.2f}", DGz=f"{final['d_fake']:.2f}", img_s=f"{rate:.0f}",
-                    refresh=False,
-                )
-                for v in sums.values():
-                    v.zero_()
+                shown = {k: f"{v:.3g}" for k, v in final.items() if k not in ("step", "images_per_s", "elapsed_s")}
+                bar.set_postfix(**shown, img_s=f"{rate:.0f}", refresh=False)
+                sums.clear()
                 counts.update(d=0, g=0)
                 t_window, imgs_window = time.perf_counter(), 0
             if done % cfg.sample_every == 0 or done == total:
@@ -368,7 +400,7 @@ def train(
             if done % cfg.checkpoint_every == 0 or done == total:
                 check_finite()
                 last_ckpt = save(done)
-                plot_curves(metrics_path, out / "curves.png")
+                plot_curves(metrics_path, out / "curves.png", objective.output_kind)
             bar.update(1)
     finally:
         bar.close()
@@ -396,18 +428,15 @@ def generate(gen: nn.Module, z: torch.Tensor, bn: str = "batch") -> torch.Tensor
         gen.train(was_training)
 
 
-def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], step: int, rate: float,
+def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], sides: dict[str, str], step: int, rate: float,
              elapsed: float) -> dict[str, Any]:
-    d, g = max(counts["d"], 1), max(counts["g"], 1)
-    return {
-        "step": step,
-        "loss_d": float(sums["loss_d"]) / d,
-        "loss_g": float(sums["loss_g"]) / g,
-        "d_real": float(sums["d_real"]) / d,
-        "d_fake": float(sums["d_fake"]) / d,
-        "images_per_s": rate,
-        "elapsed_s": elapsed,
-    }
+    """Window means: losses and the objective's scalars over the D or G updates that produced them."""
+    row: dict[str, Any] = {"step": step}
+    for name in ("loss_d", "loss_g", "d_real", "d_fake", *sorted(set(sums) - {"loss_d", "loss_g", "d_real", "d_fake"})):
+        if name in sums:
+            row[name] = float(sums[name]) / max(counts[sides[name]], 1)
+    row.update(images_per_s=rate, elapsed_s=elapsed)
+    return row
 
 
 def _progress_bar(total: int, start: int, enabled: bool):

@@ -1,14 +1,19 @@
 # Made before the objective contract replaced losses.py (commit 236528e): final weights of tiny runs per loss.
-import tempfile, torch
+import tempfile
 from dataclasses import replace
-from ganbench.config import TrainConfig
+
+import torch
+
 from ganbench.checkpoint import load_checkpoint
+from ganbench.config import TrainConfig
 from ganbench.train.loop import train
+
 base = TrainConfig(model="dcgan32", ngf=4, ndf=4, nz=8, dataset="fake", max_images=64, batch_size=16,
                    device="cpu", log_every=5, sample_every=100, checkpoint_every=100, n_samples=4,
                    deterministic=True, steps=10)
 ref = {}
-for loss, sched in [("bce", "simultaneous"), ("bce", "alternating"), ("hinge", "simultaneous"), ("lsgan", "simultaneous")]:
+for loss, sched in [("bce", "simultaneous"), ("bce", "alternating"), ("hinge", "simultaneous"),
+                    ("lsgan", "simultaneous")]:
     with tempfile.TemporaryDirectory() as d:
         train(replace(base, loss=loss, schedule=sched), d + "/r", progress=False)
         ck = load_checkpoint(d + "/r/checkpoints/last.pt")
