@@ -210,6 +210,38 @@ def sample_cmd(checkpoint: str, n: int, out: str, interpolate: bool, walk_steps:
     click.echo(f"wrote {path}")
 
 
+# --------------------------------------------------------------------------------------------- compare
+@cli.command("compare")
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", help="A packaged SPEC instead of a file: digits (offline, minutes on a CPU).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder of the comparison. [runs/compare/NAME]")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Trainings run at once.")
+@click.option("--devices", help="Comma-separated devices the jobs are spread over, e.g. cuda:0,cuda:1. [cpu]")
+@click.option("--check", "check_dir", type=click.Path(file_okay=False),
+              help="Then compare the table with a committed one (wall times aside); exit 1 when they differ.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int, devices: str | None,
+                check_dir: str | None, quiet: bool) -> None:
+    """Train GAN variants on equal terms and compare probe accuracy and sample quality along training."""
+    from ganbench.compare import check_comparison, preset_path, read_spec, run_compare
+
+    if (spec is None) == (preset is None):
+        raise click.UsageError("give a SPEC file or --preset NAME (exactly one)")
+    parsed = read_spec(spec or preset_path(preset))
+    folder = Path(out or Path("runs") / "compare" / (preset or Path(spec).stem))
+    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    for line in run_compare(parsed, folder, jobs=jobs, devices=device_list, progress=not quiet):
+        click.echo(line)
+    if check_dir:
+        problems = check_comparison(folder, Path(check_dir))
+        if problems:
+            click.echo(f"comparison differs from {check_dir}:", err=True)
+            for p in problems:
+                click.echo(f"  {p}", err=True)
+            sys.exit(1)
+        click.echo(f"comparison matches {check_dir} (wall times aside)")
+
+
 # ------------------------------------------------------------------------------------------------ demo
 @cli.command("demo")
 @click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
@@ -524,13 +556,16 @@ def inspect_cmd(checkpoint: str, variant_file: str | None, as_json: bool) -> Non
 @cli.command("tables")
 @click.option("--records", "records_dir", default="results/records", show_default=True)
 @click.option("--out", "tables_dir", default="results/tables", show_default=True)
+@click.option("--compare-root", default="results/compare", show_default=True,
+              help="Folder of comparisons (one folder per `ganbench compare` run) whose tables are regenerated too.")
 @click.option("--check", is_flag=True, help="Exit 1 if the committed tables differ from what the records give.")
-def tables_cmd(records_dir: str, tables_dir: str, check: bool) -> None:
-    """Regenerate the paper-style tables (Markdown, CSV, LaTeX) from the records."""
+def tables_cmd(records_dir: str, tables_dir: str, compare_root: str, check: bool) -> None:
+    """Regenerate the paper-style tables and the comparison tables (Markdown, CSV, LaTeX) from the records."""
+    from ganbench.compare import spec_of_folder, stale_comparisons, write_comparison
     from ganbench.report.tables import check_tables, write_tables
 
     if check:
-        stale = check_tables(records_dir, tables_dir)
+        stale = check_tables(records_dir, tables_dir) + stale_comparisons(Path(compare_root))
         if stale:
             click.echo(f"ganbench: tables out of date: {', '.join(stale)}; run `ganbench tables` and commit",
                        err=True)
@@ -539,6 +574,9 @@ def tables_cmd(records_dir: str, tables_dir: str, check: bool) -> None:
         return
     for path in write_tables(records_dir, tables_dir):
         click.echo(f"wrote {path}")
+    for saved in sorted(Path(compare_root).glob("*/spec.json")):
+        for path in write_comparison(saved.parent, spec_of_folder(saved.parent)):
+            click.echo(f"wrote {path}")
 
 
 # ------------------------------------------------------------------------------------------- reproduce

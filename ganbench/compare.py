@@ -1,0 +1,657 @@
+"""`ganbench compare`: GAN variants side by side on equal terms (same data, same budget, several seeds).
+
+A SPEC names the variants, seeds, one budget, evaluation points, the probe protocol and the sample metrics. Each
+(variant, seed) is trained as an ordinary run directory, its checkpoints at the evaluation points are probed and
+scored as ordinary records, and the comparison table and curves are made from those records alone. This module only
+orchestrates train.loop, evaluate and the metrics; it adds no training or metric code of its own. Fairness follows
+Lucic et al. 2018 ("Are GANs Created Equal?"): one budget for all, several seeds, the spread reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ganbench.config import TrainConfig
+from ganbench.errors import ConfigError
+from ganbench.report.records import append_record, read_records
+
+BUDGET_UNITS = ("steps", "images")
+METRICS = ("digits", "inception", "none")
+PRESETS = {"digits": "compare_digits.toml"}
+BASELINE = "random-init D"
+# settings a SPEC's variant may not set: compare owns them so every variant gets the same
+OWNED = ("steps", "epochs", "seed", "checkpoint_every", "dataset", "data_root", "split", "max_images")
+
+
+@dataclass
+class CompareSpec:
+    """A comparison: what to train, on what, for how long, and how to score it."""
+
+    name: str
+    dataset: str
+    variants: dict[str, dict[str, Any]]
+    budget_unit: str
+    budget: int
+    eval_every: int
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    model: str = "dcgan32"
+    data_root: str | None = None
+    split: str = "train"
+    max_images: int | None = None
+    probe: str | None = None
+    probe_layers: str | None = None
+    probe_trials: int | None = None
+    probe_C_grid: list[float] | None = None
+    metrics: str = "none"
+    n_samples: int = 1000
+    baseline: bool = True
+    threads: int | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> CompareSpec:
+        from ganbench.evaluate import PROTOCOLS
+
+        if not self.variants:
+            raise ConfigError("the SPEC names no variants; add [variants.NAME] tables")
+        if self.budget_unit not in BUDGET_UNITS or self.budget < 1:
+            raise ConfigError("budget must be one positive number of steps or images: budget = {images = 64000}")
+        if self.eval_every < 1 or self.eval_every > self.budget:
+            raise ConfigError(f"eval_every must lie between 1 and the budget ({self.budget} {self.budget_unit})")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct integers, got {self.seeds}")
+        if self.probe is not None and self.probe not in PROTOCOLS:
+            raise ConfigError(f"unknown probe {self.probe!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.metrics not in METRICS:
+            raise ConfigError(f"unknown metrics {self.metrics!r}; choose one of {', '.join(METRICS)}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.probe is None and self.metrics == "none":
+            raise ConfigError("the SPEC neither probes nor scores samples; set probe or metrics")
+        for name, overrides in self.variants.items():
+            owned = sorted(set(overrides) & set(OWNED))
+            if owned:
+                raise ConfigError(f"variant {name!r} sets {', '.join(owned)}; compare sets these for every variant "
+                                  "alike (budget, seeds, dataset)")
+            if name == BASELINE:
+                raise ConfigError(f"{BASELINE!r} is the baseline row's name; rename the variant")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def read_spec(path: str | os.PathLike) -> CompareSpec:
+    """Parse a SPEC TOML file; unknown keys and wrong shapes are refused with the accepted ones."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"SPEC file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"SPEC file {path} is not valid TOML: {exc}") from None
+    return spec_from_dict(data, str(path))
+
+
+def spec_from_dict(data: dict[str, Any], where: str = "SPEC") -> CompareSpec:
+    data = dict(data)
+    budget = data.pop("budget", None)
+    if not isinstance(budget, dict) or len(budget) != 1 or next(iter(budget)) not in BUDGET_UNITS:
+        raise ConfigError(f"{where}: budget must be a table with one key, steps or images, e.g. budget = "
+                          "{images = 64000}")
+    unit, amount = next(iter(budget.items()))
+    known = {f.name for f in fields(CompareSpec)} - {"budget_unit", "budget"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: budget, {', '.join(sorted(known))}")
+    for key in ("name", "dataset", "variants", "eval_every"):
+        if key not in data:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    if not isinstance(data["variants"], dict) or not all(isinstance(v, dict) for v in data["variants"].values()):
+        raise ConfigError(f"{where}: variants must be tables, e.g. [variants.ns] objective = \"ns\"")
+    for name, overrides in [("train", data.get("train", {})), *data["variants"].items()]:
+        TrainConfig.from_dict(dict(overrides), where=f"{where} [{name}]")  # refuses unknown training keys
+    try:
+        spec = CompareSpec(budget_unit=unit, budget=amount, **data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    for key, kind in (("budget", int), ("eval_every", int), ("n_samples", int)):
+        if not isinstance(getattr(spec, key), kind) or isinstance(getattr(spec, key), bool):
+            raise ConfigError(f"{where}: {key} must be an integer, got {getattr(spec, key)!r}")
+    return spec.validate()
+
+
+def preset_path(name: str) -> Path:
+    """The packaged SPEC of a preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return Path(__file__).parent / "assets" / PRESETS[name]
+
+
+# ------------------------------------------------------------------------------------------------ planning
+@dataclass
+class Unit:
+    """One (variant, seed) training run and its evaluation points (in G steps)."""
+
+    variant: str
+    seed: int
+    config: TrainConfig
+    run_dir: Path
+    steps: int
+    eval_steps: list[int]
+    images_per_step: int
+
+
+def plan(spec: CompareSpec, out: Path, device: str = "cpu") -> list[Unit]:
+    """Every (variant, seed) with its training settings and the steps at which it is evaluated."""
+    from ganbench.train.loop import resolve_config
+
+    units = []
+    for name, overrides in spec.variants.items():
+        for seed in spec.seeds:
+            base = {"model": spec.model, **spec.train, **overrides}
+            cfg = TrainConfig.from_dict(base, where=f"variant {name}")
+            cfg = replace(cfg, dataset=spec.dataset, data_root=spec.data_root, split=spec.split,
+                          max_images=spec.max_images, seed=seed, device=device)
+            resolved = resolve_config(replace(cfg, steps=1))
+            per_step = resolved.batch_size * (resolved.d_steps or 1)
+            if spec.budget_unit == "steps":
+                steps, every = spec.budget, spec.eval_every
+            else:
+                steps, every = spec.budget // per_step, spec.eval_every // per_step
+            if steps < 1 or every < 1:
+                raise ConfigError(f"variant {name!r} reads {per_step} images per G step, more than the budget's "
+                                  f"{spec.budget_unit} allow; raise budget or eval_every")
+            evals = sorted({*range(every, steps + 1, every), steps})
+            cfg = replace(cfg, steps=steps, checkpoint_every=every,
+                          sample_every=cfg.sample_every if "sample_every" in base else every)
+            units.append(Unit(name, seed, cfg, out / "runs" / _slug(name) / f"seed{seed}", steps, evals, per_step))
+    return units
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+# ------------------------------------------------------------------------------------------------ running
+def train_unit(unit: Unit, progress: bool = False) -> float:
+    """Train (or finish) one run; returns the wall time spent now. A finished run is skipped, a partial one
+    resumes from its last.pt, and a run directory without a checkpoint starts over."""
+    from ganbench.checkpoint import load_checkpoint
+    from ganbench.train.loop import train
+
+    last = unit.run_dir / "checkpoints" / "last.pt"
+    t0 = time.perf_counter()
+    if last.is_file():
+        done = int(load_checkpoint(last)["step"])
+        if done >= unit.steps:
+            return 0.0
+        from ganbench.train.loop import resolve_config
+
+        cfg = resolve_config(unit.config)
+        # every setting compare chose must match the run's own (a changed SPEC is refused, not silently mixed)
+        explicit = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) is not None} - {"device"}
+        train(cfg, unit.run_dir, resume=True, explicit=explicit, progress=progress)
+    else:
+        train(unit.config, unit.run_dir, overwrite=True, progress=progress)
+    spent = time.perf_counter() - t0
+    _add_wall_time(unit.run_dir, spent)
+    return spent
+
+
+def _add_wall_time(run_dir: Path, seconds: float) -> None:
+    path = run_dir / "compare_wall_time.json"
+    total = json.loads(path.read_text())["train_s"] if path.is_file() else 0.0
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"train_s": round(total + seconds, 2)}))
+    os.replace(tmp, path)
+
+
+def _wall_time(run_dir: Path) -> float | None:
+    path = run_dir / "compare_wall_time.json"
+    return json.loads(path.read_text())["train_s"] if path.is_file() else None
+
+
+def record_training(spec: CompareSpec, unit: Unit, out: Path) -> bool:
+    """Append the unit's training record (settings and total wall time) once its run is complete; returns whether
+    one was written. Tables read wall times from these records, never from run directories."""
+    from ganbench.checkpoint import load_checkpoint
+    from ganbench.report.records import environment_versions
+
+    last = unit.run_dir / "checkpoints" / "last.pt"
+    if not last.is_file() or (unit.variant, str(unit.seed), unit.steps, "train") in _done_keys(out):
+        return False
+    ckpt = load_checkpoint(last)
+    if int(ckpt["step"]) < unit.steps:
+        return False
+    tag = {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": unit.steps,
+           "images": unit.steps * unit.images_per_step, "objective": unit.config.objective}
+    append_record({"kind": "train", "label": f"{unit.variant} seed {unit.seed}", "model": ckpt["model"],
+                   "config": ckpt["config"], "provenance": ckpt.get("provenance"),
+                   "wall_time_s": {"train": _wall_time(unit.run_dir)}, "versions": environment_versions(),
+                   "compare": tag}, out / "records" / "train.jsonl")
+    return True
+
+
+def _done_keys(out: Path) -> set[tuple[str, str, int, str]]:
+    keys = set()
+    folder = out / "records"
+    if folder.is_dir():
+        for r in read_records(folder):
+            c = r.get("compare") or {}
+            keys.add((c.get("variant"), str(c.get("seed")), int(c.get("step", -1)), r.get("kind")))
+    return keys
+
+
+def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu", progress: bool = False) -> int:
+    """Probe and score the unit's checkpoints at its evaluation points that have no record yet; returns how many
+    evaluations ran."""
+    done = _done_keys(out)
+    ran = 0
+    for step in unit.eval_steps:
+        ckpt = unit.run_dir / "checkpoints" / f"step_{step:07d}.pt"
+        tag = {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": step,
+               "images": step * unit.images_per_step, "objective": unit.config.objective}
+        if spec.probe and (unit.variant, str(unit.seed), step, "probe") not in done:
+            append_record({**_probe(spec, str(ckpt), None, device, progress), "compare": tag},
+                          out / "records" / "probe.jsonl")
+            ran += 1
+        if spec.metrics != "none" and (unit.variant, str(unit.seed), step, "quality") not in done:
+            record = _quality(spec, str(ckpt), unit.seed, device, progress)
+            if record is not None:
+                append_record({**record, "compare": tag}, out / "records" / "quality.jsonl")
+                ran += 1
+    return ran
+
+
+def _probe(spec: CompareSpec, checkpoint: str | None, random_kwargs: dict[str, Any] | None, device: str,
+           progress: bool, seed: int = 0) -> dict[str, Any]:
+    from ganbench.evaluate import evaluate_representation, load_discriminator
+
+    if checkpoint is not None:
+        d = load_discriminator(checkpoint, device=device)
+    else:
+        d = load_discriminator(random_init=spec.model, model_kwargs=random_kwargs, seed=seed, device=device)
+    return evaluate_representation(spec.probe, d, spec.data_root, layers=spec.probe_layers,
+                                   C_grid=spec.probe_C_grid, trials=spec.probe_trials, device=device,
+                                   progress=progress, notes=[f"ganbench compare {spec.name}"])
+
+
+def inception_available() -> bool:
+    """Whether Inception weights are on this machine (compare never downloads them mid-run)."""
+    from ganbench.metrics.errors import InceptionWeightsError
+    from ganbench.metrics.inception import locate_inception_weights
+
+    try:
+        locate_inception_weights(allow_download=False, progress=False)
+    except InceptionWeightsError:
+        return False
+    return True
+
+
+def _quality(spec: CompareSpec, checkpoint: str, seed: int, device: str, progress: bool) -> dict[str, Any] | None:
+    if spec.metrics == "digits":
+        import datetime as dt
+
+        import torch
+
+        from ganbench.metrics.digits_classifier import digits_images, digits_metrics
+        from ganbench.quality import generator_images
+        from ganbench.report.records import environment_versions
+
+        t0 = time.perf_counter()
+        fake = generator_images(checkpoint, spec.n_samples, seed, torch.device(device))
+        fake = torch.from_numpy(fake).float().div(127.5).sub(1)
+        values = digits_metrics(digits_images()[0], fake)
+        return {"kind": "quality", "label": f"digits metrics of {checkpoint}",
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "features": "ganbench digits classifier (not Inception)", "results": values,
+                "settings": {"n": spec.n_samples, "seed": seed}, "versions": environment_versions(),
+                "wall_time_s": {"total": round(time.perf_counter() - t0, 2)}}
+    if not inception_available():
+        return None
+    from ganbench.quality import evaluate_quality
+
+    return evaluate_quality(checkpoint=checkpoint, ref=f"{spec.dataset}:{spec.split}", n=spec.n_samples,
+                            metrics=("fid", "is"), device=device, seed=seed, data_root=spec.data_root,
+                            progress=progress)
+
+
+def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: str = "cpu",
+                      progress: bool = False) -> int:
+    """The random-init D of the same architecture (the first variant's constructor arguments), one per seed."""
+    if not (spec.baseline and spec.probe):
+        return 0
+    from ganbench.registry import get_variant
+    from ganbench.train.loop import resolve_config
+
+    cfg = resolve_config(units[0].config)
+    variant = get_variant(cfg.model)
+    kwargs = {k: v for k, v in {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, **cfg.model_args}.items()
+              if v is not None and variant.accepts(k)}
+    if cfg.spectral_norm:
+        kwargs["spectral_norm"] = True
+    if "channels" in variant.defaults:
+        from ganbench.data import load_images
+
+        store = load_images(spec.dataset, spec.data_root, spec.split, image_size=variant.image_size,
+                            max_images=spec.max_images, progress=progress)
+        kwargs["channels"] = int(store.images.shape[1])
+    done = _done_keys(out)
+    ran = 0
+    for seed in spec.seeds:
+        if (BASELINE, str(seed), 0, "probe") in done:
+            continue
+        record = _probe(spec, None, kwargs, device, progress, seed=seed)
+        tag = {"name": spec.name, "variant": BASELINE, "seed": seed, "step": 0, "images": 0, "objective": None}
+        append_record({**record, "compare": tag}, out / "records" / "probe.jsonl")
+        ran += 1
+    return ran
+
+
+def _worker(args: tuple[CompareSpec, Unit, Path, str, int]) -> tuple[str, int, float]:
+    spec, unit, out, device, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    spent = train_unit(unit)
+    record_training(spec, unit, out)
+    evaluate_unit(spec, unit, out, device)
+    return unit.variant, unit.seed, spent
+
+
+def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, devices: list[str] | None = None,
+                progress: bool = True) -> Iterator[str]:
+    """Train, evaluate and tabulate a comparison in out; yields a line per finished piece of work.
+
+    A second call on the same out skips finished runs and evaluations and resumes partial runs from last.pt.
+    """
+    out = Path(out)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    devices = devices or ["cpu"]
+    saved = out / "spec.json"
+    wanted = json.dumps(spec.to_dict(), sort_keys=True, indent=1)
+    if saved.is_file() and saved.read_text() != wanted:
+        raise ConfigError(f"{out} holds a comparison of a different SPEC ({saved}); choose another --out "
+                          "or delete that folder")
+    units = plan(spec, out, devices[0])
+    if spec.threads:
+        # CPU results are bit-reproducible for a fixed thread count; a SPEC that promises a table pins it
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(wanted)
+    t0 = time.perf_counter()
+    if jobs == 1:
+        for unit in units:
+            spent = train_unit(unit, progress=progress)
+            yield f"{unit.variant} seed {unit.seed}: " + (f"trained in {spent:.0f} s" if spent else "already trained")
+            record_training(spec, unit, out)
+            ran = evaluate_unit(spec, unit, out, devices[0], progress=progress)
+            yield f"{unit.variant} seed {unit.seed}: {ran} evaluation(s) run"
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        threads = spec.threads or (max(1, (os.cpu_count() or 1) // jobs) if devices[0] == "cpu" else 1)
+        work = [(spec, replace(u, config=replace(u.config, device=devices[i % len(devices)])), out,
+                 devices[i % len(devices)], threads) for i, u in enumerate(units)]
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(_worker, w) for w in work]):
+                variant, seed, spent = fut.result()
+                yield f"{variant} seed {seed}: trained ({spent:.0f} s) and evaluated"
+    ran = evaluate_baseline(spec, units, out, devices[0], progress=progress)
+    if ran:
+        yield f"{BASELINE}: {ran} probe(s) run"
+    paths = write_comparison(out, spec, units)
+    yield f"comparison written in {time.perf_counter() - t0:.0f} s: " + ", ".join(str(p) for p in paths)
+
+
+# ------------------------------------------------------------------------------------------------ reporting
+def _mean_std(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def summarize(out: Path, spec: CompareSpec, units: list[Unit]) -> list[dict[str, Any]]:
+    """One row per variant (and the baseline): mean and std over seeds of the final and best probe accuracy and
+    of the final sample metrics, seeds, and training wall time; from the records in out/records alone."""
+    records = read_records(out / "records") if (out / "records").is_dir() else []
+    probes: dict[tuple[str, int], dict[int, float]] = {}
+    quality: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    walls: dict[tuple[str, int], float] = {}
+    for r in records:
+        c = r.get("compare") or {}
+        key = (c.get("variant"), int(c.get("seed", -1)))
+        if r.get("kind") == "train" and (r.get("wall_time_s") or {}).get("train") is not None:
+            walls[key] = float(r["wall_time_s"]["train"])
+        elif r.get("kind") == "probe":
+            probes.setdefault(key, {})[int(c["step"])] = float(r["results"]["test_accuracy_mean"])
+        elif r.get("kind") == "quality":
+            quality.setdefault(key, {})[int(c["step"])] = r["results"]
+    rows = []
+    for name in spec.variants:
+        mine = [u for u in units if u.variant == name]
+        final = [probes[(name, u.seed)][u.steps] for u in mine if u.steps in probes.get((name, u.seed), {})]
+        best = [max(probes[(name, u.seed)].values()) for u in mine if probes.get((name, u.seed))]
+        q_final = [quality[(name, u.seed)][u.steps] for u in mine if u.steps in quality.get((name, u.seed), {})]
+        fid_key, is_key = ("digits_fid", "digits_is_mean") if spec.metrics == "digits" else ("fid", "is_mean")
+        rows.append({
+            "variant": name, "objective": mine[0].config.objective, "seeds": len(final),
+            "steps": mine[0].steps, "images": mine[0].steps * mine[0].images_per_step,
+            "probe_final": _mean_std(final), "probe_best": _mean_std(best),
+            "fid": _mean_std([float(q[fid_key]) for q in q_final if fid_key in q]),
+            "is": _mean_std([float(q[is_key]) for q in q_final if is_key in q]),
+            "train_wall_s": _mean_std([walls[(name, u.seed)] for u in mine if (name, u.seed) in walls]),
+        })
+    if spec.baseline and spec.probe:
+        base = [probes[(BASELINE, s)][0] for s in spec.seeds if 0 in probes.get((BASELINE, s), {})]
+        rows.append({"variant": BASELINE, "objective": "-", "seeds": len(base), "steps": 0, "images": 0,
+                     "probe_final": _mean_std(base), "probe_best": _mean_std(base), "fid": None, "is": None,
+                     "train_wall_s": None})
+    return rows
+
+
+def _cell(value: tuple[float, float] | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def comparison_table(out: Path, spec: CompareSpec, units: list[Unit]) -> tuple[list[str], list[list[str]], str]:
+    """(header, rows, caption) of the comparison."""
+    rows = summarize(out, spec, units)
+    quality_name = {"digits": ("digits-FID", "digits-IS"), "inception": ("FID", "IS"), "none": ("FID", "IS")}
+    fid_name, is_name = quality_name[spec.metrics]
+    skipped = None
+    if spec.metrics == "inception" and all(r["fid"] is None and r["is"] is None for r in rows):
+        # compare writes no quality record without the weights (it never downloads them mid-run)
+        skipped = "skipped: no Inception weights"
+    elif spec.metrics == "none":
+        skipped = "not asked for"
+    header = ["variant", "objective", "seeds", "G steps", "images", f"{spec.probe or 'probe'} final %",
+              "best over budget %", fid_name, is_name, "train wall time s (per seed)"]
+    body = []
+    for r in rows:
+        is_base = r["variant"] == BASELINE
+        fid = "-" if is_base else (skipped or _cell(r["fid"], 1))
+        isc = "-" if is_base else (skipped or _cell(r["is"], 2))
+        body.append([r["variant"], r["objective"] or "-", str(r["seeds"]), str(r["steps"]), str(r["images"]),
+                     _cell(r["probe_final"]), _cell(r["probe_best"]), fid, isc,
+                     "-" if r["train_wall_s"] is None else f"{r['train_wall_s'][0]:.0f}"])
+    unit = f"{spec.budget} {spec.budget_unit}"
+    caption = (f"{spec.name}: every variant trained on {spec.dataset} ({spec.split}) with the same budget ({unit} "
+               f"per run), the same data and architecture ({spec.model}, {_arch_text(spec)}), seeds "
+               f"{', '.join(map(str, spec.seeds))}; mean ± std over seeds (Lucic et al. 2018, \"Are GANs Created "
+               f"Equal?\"). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
+               f"{' (layers ' + spec.probe_layers + ')' if spec.probe_layers else ' (all layers)'}"
+               f"{', ' + str(spec.probe_trials) + ' trials' if spec.probe_trials else ''}"
+               f"{', C grid ' + ','.join(f'{c:g}' for c in spec.probe_C_grid) if spec.probe_C_grid else ''}; "
+               f"final = at the end of the budget, best = best evaluation point (every {spec.eval_every} "
+               f"{spec.budget_unit}). Sample metrics: {_metrics_text(spec)}. {BASELINE}: the same architecture "
+               "untrained, probed the same way.")
+    return header, body, caption
+
+
+def _arch_text(spec: CompareSpec) -> str:
+    keys = {k: v for k, v in spec.train.items() if k in ("ngf", "ndf", "nz", "batch_size")}
+    return ", ".join(f"{k} {v}" for k, v in keys.items()) or "its default width"
+
+
+def _metrics_text(spec: CompareSpec) -> str:
+    if spec.metrics == "digits":
+        return (f"digits-FID and digits-IS of {spec.n_samples} samples from ganbench's digits classifier features "
+                "(not Inception; not comparable with published FID/IS)")
+    if spec.metrics == "inception":
+        return f"FID and IS (Inception, pytorch-fid pipeline) of {spec.n_samples} samples"
+    return "none"
+
+
+WALL_COLUMN = "train wall time s (per seed)"
+
+
+def render_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = None) -> dict[str, str]:
+    """{"compare.md": ..., "compare.csv": ..., "compare.tex": ...} from out's records."""
+    import csv
+    import io
+
+    units = units or plan(spec, out)
+    header, body, caption = comparison_table(out, spec, units)
+    md = [f"# {spec.name}", "", caption, "", "| " + " | ".join(header) + " |",
+          "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    md += ["| " + " | ".join(row) + " |" for row in body]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+
+    def tex(text: str) -> str:
+        return text.replace("±", r"$\pm$").replace("%", r"\%").replace("_", r"\_").replace("&", r"\&")
+
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}",
+             r"\hline", " & ".join(tex(h) for h in header) + r" \\", r"\hline"]
+    lines += [" & ".join(tex(c) for c in row) + r" \\" for row in body]
+    lines += [r"\hline", r"\end{tabular}", r"\caption{" + tex(caption) + "}", r"\end{table}"]
+    return {"compare.md": "\n".join(md) + "\n", "compare.csv": buf.getvalue(), "compare.tex": "\n".join(lines) + "\n"}
+
+
+def write_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = None) -> list[Path]:
+    """compare.md, compare.csv, compare.tex and curves.png in out, from out's records."""
+    units = units or plan(spec, out)
+    paths = []
+    for name, text in render_comparison(out, spec, units).items():
+        path = out / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        paths.append(path)
+    curves = plot_comparison(out, spec, units)
+    if curves is not None:
+        paths.append(curves)
+    return paths
+
+
+def plot_comparison(out: Path, spec: CompareSpec, units: list[Unit]) -> Path | None:
+    """curves.png: probe accuracy and FID against images seen, a line per variant (mean) with a band (min..max over
+    seeds), and the random-D baseline as a dashed line."""
+    records = read_records(out / "records") if (out / "records").is_dir() else []
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fid_key = "digits_fid" if spec.metrics == "digits" else "fid"
+    panels = [("probe", "test_accuracy_mean", f"{spec.probe} test accuracy %")]
+    if spec.metrics != "none":
+        panels.append(("quality", fid_key, "digits-FID" if spec.metrics == "digits" else "FID"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (kind, key, title) in zip(axes[0], panels):
+        for i, name in enumerate(spec.variants):
+            by_x: dict[int, list[float]] = {}
+            for r in records:
+                c = r.get("compare") or {}
+                if r.get("kind") == kind and c.get("variant") == name and key in r.get("results", {}):
+                    by_x.setdefault(int(c["images"]), []).append(float(r["results"][key]))
+            if not by_x:
+                continue
+            xs = sorted(by_x)
+            mean = [sum(by_x[x]) / len(by_x[x]) for x in xs]
+            color = f"C{i}"
+            ax.plot(xs, mean, marker="o", color=color, label=name)
+            ax.fill_between(xs, [min(by_x[x]) for x in xs], [max(by_x[x]) for x in xs], color=color, alpha=0.2)
+        if kind == "probe":
+            base = [float(r["results"][key]) for r in records
+                    if r.get("kind") == "probe" and (r.get("compare") or {}).get("variant") == BASELINE]
+            if base:
+                ax.axhline(sum(base) / len(base), color="k", linestyle="--", label=BASELINE)
+        ax.set_xlabel("real images seen by D")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} (band: min to max)")
+    fig.tight_layout()
+    path = out / "curves.png"
+    tmp = out / ".curves.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def check_comparison(new: Path, committed: Path) -> list[str]:
+    """Differences between two comparisons' compare.csv, ignoring the wall-time column (machine-dependent)."""
+    import csv
+
+    def rows(folder: Path) -> list[dict[str, str]]:
+        path = folder / "compare.csv"
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist; run the comparison there first")
+        with open(path, newline="") as fh:
+            return [{k: v for k, v in row.items() if k != WALL_COLUMN} for row in csv.DictReader(fh)]
+
+    a, b = rows(new), rows(committed)
+    problems = []
+    if len(a) != len(b):
+        problems.append(f"{len(a)} rows now, {len(b)} committed")
+    for ra, rb in zip(a, b):
+        for key in sorted(set(ra) | set(rb)):
+            if ra.get(key) != rb.get(key):
+                problems.append(f"{ra.get('variant')}: {key} is {ra.get(key)!r}, committed {rb.get(key)!r}")
+    return problems
+
+
+def spec_of_folder(folder: Path) -> CompareSpec:
+    """The SPEC a comparison folder was made with (its spec.json)."""
+    path = folder / "spec.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is missing or unreadable ({exc}); rerun the comparison") from None
+    budget = {data.pop("budget_unit"): data.pop("budget")}
+    return spec_from_dict({**data, "budget": budget}, str(path))
+
+
+def stale_comparisons(root: Path) -> list[str]:
+    """Comparison folders under root whose committed tables differ from what their records produce."""
+    stale = []
+    for saved in sorted(root.glob("*/spec.json")):
+        folder = saved.parent
+        for name, text in render_comparison(folder, spec_of_folder(folder)).items():
+            path = folder / name
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(path))
+    return stale

@@ -1,0 +1,186 @@
+"""`ganbench compare`: SPEC checks, equal budgets, records, table and curves, and resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ganbench.compare import BASELINE, check_comparison, plan, read_spec, run_compare, spec_from_dict
+from ganbench.errors import ConfigError
+from ganbench.report.records import read_records
+
+SPEC = """
+name = "tiny"
+dataset = "digits"
+split = "all"
+model = "dcgan-svhn32"
+seeds = [0, 1]
+budget = { images = 1280 }
+eval_every = 640
+probe = "digits-10"
+probe_trials = 2
+probe_C_grid = [0.001, 0.01]
+metrics = "digits"
+n_samples = 200
+
+[train]
+ngf = 8
+ndf = 8
+nz = 16
+batch_size = 32
+deterministic = true
+log_every = 10
+
+[variants.ns]
+objective = "ns"
+
+[variants.wgan-gp]
+objective = "wgan-gp"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def table(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "compare.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_variant_gets_the_same_image_budget(tmp_path):
+    spec = read_spec(write_spec(tmp_path))
+    units = {(u.variant, u.seed): u for u in plan(spec, tmp_path / "out")}
+    assert set(units) == {("ns", 0), ("ns", 1), ("wgan-gp", 0), ("wgan-gp", 1)}
+    ns, wgan = units[("ns", 0)], units[("wgan-gp", 0)]
+    # 1280 real images: 40 G steps of 32 for ns, 8 G steps of 5 x 32 for wgan-gp; evaluated every 640 images
+    assert (ns.steps, ns.eval_steps, ns.images_per_step) == (40, [20, 40], 32)
+    assert (wgan.steps, wgan.eval_steps, wgan.images_per_step) == (8, [4, 8], 160)
+    assert ns.steps * ns.images_per_step == wgan.steps * wgan.images_per_step
+    assert units[("ns", 1)].config.seed == 1 and ns.config.deterministic
+
+
+@pytest.mark.parametrize("change,message", [
+    ("budget = { images = 1280 }", None),
+    ("budget = { epochs = 3 }", "budget must be a table with one key"),
+    ("probe = \"cifar10-4000\"", "unknown probe"),
+    ("seeds = [0, 0]", "seeds must be distinct"),
+    ("colour = 1", "unknown key"),
+    ("metrics = \"fid\"", "unknown metrics"),
+])
+def test_bad_specs_are_refused_with_what_to_do(tmp_path, change, message):
+    key = change.split(" =")[0]
+    lines = [ln for ln in SPEC.splitlines() if not ln.startswith(key + " =")]
+    text = "\n".join([change, *lines])
+    if message is None:
+        assert read_spec(write_spec(tmp_path, text)).budget == 1280
+    else:
+        with pytest.raises(ConfigError, match=message):
+            read_spec(write_spec(tmp_path, text))
+
+
+def test_a_variant_may_not_change_the_budget_or_the_data(tmp_path):
+    data = {"name": "x", "dataset": "digits", "eval_every": 10, "budget": {"steps": 10}, "probe": "digits-10",
+            "variants": {"ns": {"objective": "ns", "steps": 99}}}
+    with pytest.raises(ConfigError, match="sets steps"):
+        spec_from_dict(data)
+    data["variants"] = {"ns": {"objectiv": "ns"}}
+    with pytest.raises(ConfigError, match="unknown key"):
+        spec_from_dict(data)
+
+
+def run_cli(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ganbench", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_compare_writes_records_table_and_curves_and_survives_a_kill(tmp_path):
+    spec_path = write_spec(tmp_path)
+    spec = read_spec(spec_path)
+    once = tmp_path / "once"
+    lines = list(run_compare(spec, once, progress=False))
+    assert lines[-1].startswith("comparison written")
+    rows = {r["variant"]: r for r in table(once)}
+    assert set(rows) == {"ns", "wgan-gp", BASELINE}
+    assert rows["ns"]["seeds"] == "2" and rows["ns"]["images"] == "1280" and rows["wgan-gp"]["G steps"] == "8"
+    assert " ± " in rows["ns"]["digits-10 final %"] and " ± " in rows["ns"]["digits-FID"]
+    records = read_records(once / "records")
+    # 2 variants x 2 seeds x 2 evaluation points, probe and quality each, plus 2 baseline probes
+    assert sum(r["kind"] == "probe" for r in records) == 10
+    assert sum(r["kind"] == "quality" for r in records) == 8
+    finals = [r["results"]["test_accuracy_mean"] for r in records
+              if r["kind"] == "probe" and r["compare"]["variant"] == "ns" and r["compare"]["step"] == 40]
+    mean = sum(finals) / 2
+    assert rows["ns"]["digits-10 final %"].startswith(f"{mean:.2f}")
+    assert (once / "curves.png").stat().st_size > 10_000
+    assert "Lucic et al. 2018" in (once / "compare.md").read_text()
+    assert (once / "compare.tex").read_text().startswith(r"\begin{table}")
+    # a second call finds everything done: no training, no evaluation
+    again = list(run_compare(spec, once, progress=False))
+    assert "already trained" in again[0] and "0 evaluation(s) run" in again[1]
+    assert check_comparison(once, once) == []
+
+    # killed during the second run's training, then started again: the same table (wall times aside)
+    killed = tmp_path / "killed"
+    proc = run_cli("compare", str(spec_path), "--out", str(killed), "--quiet")
+    target = killed / "runs" / "ns" / "seed1" / "checkpoints" / "step_0000020.pt"
+    deadline = time.time() + 300
+    while not target.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert target.exists(), proc.stdout.read() if proc.poll() is not None else "timed out"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "compare.csv").exists()
+    finished = run_cli("compare", str(spec_path), "--out", str(killed), "--quiet", "--check", str(once))
+    output = finished.communicate(timeout=600)[0]
+    assert finished.returncode == 0, output
+    assert "matches" in output
+    assert check_comparison(killed, once) == []
+
+
+def test_check_reports_a_moved_number(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, acc in ((a, "90.00 ± 1.00"), (b, "91.00 ± 1.00")):
+        folder.mkdir()
+        (folder / "compare.csv").write_text(
+            f"variant,digits-10 final %,train wall time s (per seed)\nns,{acc},{len(acc)}\n")
+    assert check_comparison(a, a) == []
+    problems = check_comparison(a, b)
+    assert problems == ["ns: digits-10 final % is '90.00 ± 1.00', committed '91.00 ± 1.00'"]
+
+
+def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
+    spec = read_spec(write_spec(tmp_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "spec.json").write_text("{}")
+    with pytest.raises(ConfigError, match="different SPEC"):
+        list(run_compare(spec, out, progress=False))
+
+
+@pytest.mark.slow
+def test_jobs_run_trainings_at_once_with_the_same_table(tmp_path):
+    text = SPEC.replace('seeds = [0, 1]', 'seeds = [0, 1]\nthreads = 1').replace(
+        '[variants.wgan-gp]\nobjective = "wgan-gp"\n', '')
+    spec = read_spec(write_spec(tmp_path, text))
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    list(run_compare(spec, serial, progress=False))
+    lines = list(run_compare(spec, parallel, jobs=2, progress=False))
+    assert sum("trained" in ln and "evaluated" in ln for ln in lines) == 2
+    assert check_comparison(parallel, serial) == []
+    assert {r["variant"] for r in table(parallel)} == {"ns", BASELINE}
