@@ -259,3 +259,12 @@ def test_objective_from_a_file_trains_and_is_listed(tmp_path):
     assert {"ns", "minimax", "lsgan", "hinge", "wgan-gp", "feature-matching", "squared-file"} <= set(rows)
     assert rows["wgan-gp"]["d_steps"] == 5 and rows["wgan-gp"]["output_kind"] == "critic"
     assert rows["squared-file"]["origin"]["kind"] == "file"
+
+
+def test_an_unknown_objective_is_refused_before_overwrite_deletes_the_old_run(tmp_path):
+    old = tmp_path / "run"
+    old.mkdir()
+    (old / "keep.txt").write_text("an earlier run")
+    with pytest.raises(ConfigError, match="unknown objective 'nope'"):
+        train(tiny(objective="nope"), old, overwrite=True, progress=False)
+    assert (old / "keep.txt").read_text() == "an earlier run"
