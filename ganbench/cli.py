@@ -616,7 +616,7 @@ def import_group() -> None:
 @click.option("--epoch", type=int, default=None, help="Which epoch, if the folder holds several.")
 def import_dcgan_code_cmd(src: str, out: str, allow_partial: bool, epoch: int | None) -> None:
     """The DCGAN authors' released Theano checkpoints (Newmu/dcgan_code), read without Theano or unpickling."""
-    from ganbench.models.dcgan_code import format_import_summary, import_dcgan_code
+    from ganbench.interop.dcgan_code import format_import_summary, import_dcgan_code
 
     click.echo(format_import_summary(import_dcgan_code(src, out, allow_partial=allow_partial, epoch=epoch)))
 

@@ -19,6 +19,7 @@ from torch import nn
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
 from ganbench.models.base import Discriminator
+from ganbench.progress import progress_bar
 
 BN_MODES = ("train-batches", "running", "batch")
 FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -247,9 +248,7 @@ def _load_cached(path: Path, shape: tuple[int, int], dtype: str) -> np.ndarray |
 def _progress(iterable, enabled: bool, desc: str, batch: int, total: int):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
-
-    return _ImagesBar(iterable, tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True), batch, total)
+    return _ImagesBar(iterable, progress_bar(total, desc, "img"), batch, total)
 
 
 class _ImagesBar:

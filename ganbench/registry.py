@@ -6,32 +6,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from ganbench.errors import ConfigError, ModelError
 from ganbench.models.base import Variant
+from ganbench.models.catalog import _VARIANTS, _as_variant, register_variant
 from ganbench.objectives import ALIASES, BUILTIN_OBJECTIVES, Objective
 
 ENTRY_POINT_GROUP = "ganbench.variants"
 OBJECTIVE_ENTRY_POINT_GROUP = "ganbench.objectives"
-_VARIANTS: dict[str, Variant] = {}
 _builtins_loaded = False
 _entry_points_loaded = False
-
-
-def register_variant(obj: Variant | Callable[[], Variant]) -> Variant | Callable[[], Variant]:
-    """Register a Variant, or (as a decorator) a zero-argument function returning one; returns its argument."""
-    variant = _as_variant(obj, "register_variant")
-    existing = _VARIANTS.get(variant.name)
-    if existing is not None and existing.origin != variant.origin:
-        raise ModelError(
-            f"model name {variant.name!r} is taken (registered from {_describe(existing)}); choose another name"
-        )
-    _VARIANTS[variant.name] = variant
-    return obj
 
 
 def get_variant(name: str) -> Variant:
@@ -174,28 +161,12 @@ def _load_objective_entry_points() -> None:
             raise ModelError(f"entry point {ep.name!r} provides an objective named {cls.name!r}; make them equal")
 
 
-def _as_variant(obj: object, where: str) -> Variant:
-    if isinstance(obj, Variant):
-        return obj
-    if callable(obj):
-        made = obj()
-        if isinstance(made, Variant):
-            return made
-    raise ModelError(f"{where}: expected a ganbench Variant or a function returning one, got {type(obj).__name__}")
-
-
-def _describe(variant: Variant) -> str:
-    origin = dict(variant.origin)
-    kind = origin.pop("kind", "?")
-    return kind + (f" {origin}" if origin else "")
-
-
 def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
         importlib.import_module("ganbench.models.dcgan")
-        importlib.import_module("ganbench.models.dcgan_code")
+        importlib.import_module("ganbench.models.partial")
 
 
 def _load_entry_points() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ganbench.errors import GanbenchError
 from ganbench.evaluate import evaluate_representation, load_discriminator
-from ganbench.models.dcgan_code import import_dcgan_code
+from ganbench.interop.dcgan_code import import_dcgan_code
 from ganbench.report.records import append_record
 from ganbench.report.tables import write_tables
 

@@ -16,7 +16,7 @@ from scipy.signal import convolve2d
 
 from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint
 from ganbench.errors import CheckpointError, ModelError
-from ganbench.models.dcgan_code import (
+from ganbench.interop.dcgan_code import (
     AUTHORS_BN_EPS,
     IMAGENET32,
     SVHN32,

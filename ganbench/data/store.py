@@ -25,6 +25,7 @@ import numpy as np
 from ganbench.data import cifar10, digits, fake, folder, lsun, mnist, svhn
 from ganbench.data.reader import Reader, reason
 from ganbench.errors import DataError
+from ganbench.progress import progress_bar
 
 SOURCES: dict[str, Reader] = {
     "cifar10": cifar10.READER,
@@ -204,9 +205,8 @@ def _build(
             tmp_images, mode="w+", dtype=np.uint8, shape=(n, decoded.channels, size, size)
         )
         if progress and n > PROGRESS_MIN:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n, desc=f"decoding {reader.name} {located.split}", unit="img", file=sys.stderr)
+            bar = progress_bar(n, f"decoding {reader.name} {located.split}", "img", file=sys.stderr,
+                               dynamic_ncols=False)
         filled = 0
         for index, pixels in decoded.chunks:
             images[index] = pixels

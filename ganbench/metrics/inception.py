@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbench.metrics.errors import InceptionWeightsError, MetricInputError, one_line
+from ganbench.progress import progress_bar
 
 __all__ = [
     "ENV_WEIGHTS",
@@ -422,15 +423,13 @@ def extract(
     weights: str | os.PathLike | None = None,
     allow_download: bool = True,
 ) -> dict[str, Any]:
-    """Inception features of many images in batches, with a tqdm bar (images/s and ETA).
+    """Inception features of many images in batches, with a progress bar (images/s and ETA).
 
     ``images``: (N, C, H, W) uint8 / [0, 1] float array or tensor, a folder of image files (read as
     pytorch-fid reads them), or an iterable of images (C, H, W) or batches (B, C, H, W). Returns
     ``{"pool3": (N, 2048), "logits": (N, 1008), "dims": {d: (N, d)}}`` as float32 numpy arrays, plus
     ``"n"`` and the network's ``"info"``. ``model`` reuses a loaded network (else ``weights``/``device``).
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise MetricInputError(f"batch size must be >= 1, got {batch_size}")
     want = _check_dims(dims)
@@ -443,9 +442,7 @@ def extract(
     pool3: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     lower: dict[int, list[np.ndarray]] = {d: [] for d in want}
-    with tqdm(
-        total=source.total, desc="Inception features", unit="img", disable=not progress, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(source.total, "Inception features", "img", enabled=progress) as bar:
         for batch in source:
             out = net(batch, dims=want)
             pool3.append(out["pool3"].cpu().numpy())

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ganbench.models.base import Discriminator, Generator, Variant, init_dcgan_weights
+from ganbench.models.catalog import register_variant
 from ganbench.models.parts import G_NORMS, MinibatchDiscrimination, VirtualBatchNorm, d_norm_layer
-from ganbench.registry import register_variant
 
 
 def _deconv(cin: int, cout: int, kernel: int, stride: int) -> nn.ConvTranspose2d:

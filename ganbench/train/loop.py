@@ -29,6 +29,7 @@ from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
 from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
 from ganbench.objectives import Objective
+from ganbench.progress import progress_bar
 from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
 from ganbench.train.artifacts import plot_curves, save_grid
 
@@ -201,6 +202,8 @@ def train(
     """
     out = Path(out)
     cfg.validate()
+    if not resume:  # unknown model, objective or option: refused before --overwrite deletes anything
+        resolve_config(cfg)
     prepare_run_dir(out, resume, overwrite)
     ckpt = None
     if resume:
@@ -440,10 +443,7 @@ def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], sides: dict[
 
 
 def _progress_bar(total: int, start: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, unit="step", disable=not enabled, dynamic_ncols=True,
-                desc="train", smoothing=0.1)
+    return progress_bar(total, "train", "step", initial=start, enabled=enabled, smoothing=0.1)
 
 
 def _set_determinism(deterministic: bool, device: torch.device) -> None:

@@ -22,7 +22,8 @@ How the Theano weights map onto PyTorch modules:
   must be computed from training images (`--bn-stats train-batches`); the authors' epsilon 1e-8 is kept.
 
 The ImageNet 32x32 release is incomplete. With `allow_partial=True` its discriminator is imported as
-`dcgan32-partial`: the leading conv blocks whose weights exist (layers 1-4), no classifier head, and no generator.
+`dcgan32-partial` (ganbench/models/partial.py): the leading conv blocks whose weights exist (layers 1-4), no
+classifier head, and no generator.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +40,10 @@ import torch
 
 from ganbench import __version__
 from ganbench.checkpoint import file_sha256, model_record, save_checkpoint
-from ganbench.errors import CheckpointError, ModelError
-from ganbench.models.base import Generator, Variant
-from ganbench.models.dcgan import ConvDiscriminator
-from ganbench.registry import get_variant, register_variant
+from ganbench.errors import CheckpointError
+from ganbench.models.partial import AUTHORS_BN_EPS
+from ganbench.registry import get_variant
 
-AUTHORS_BN_EPS = 1e-8
 BN_STATS_NOTE = "absent: compute with --bn-stats train-batches"
 _FILE_RE = re.compile(r"^(\d+)_(discrim|gen)_params\.jl_(\d+)\.npy$")
 
@@ -118,74 +116,6 @@ SVHN32 = ReleasedModel(
 )
 
 RELEASED_MODELS = (IMAGENET32, SVHN32)
-
-
-# ---------------------------------------------------------------- the partial variants
-
-
-class AbsentGenerator(Generator):
-    """Stands in for a generator whose weights the release lacks: knows its prior, refuses to generate."""
-
-    def __init__(self, nz: int, channels: int = 3, image_size: int = 32, z_dist: str = "uniform",
-                 model: str = "partial model"):
-        super().__init__()
-        self.nz, self.channels, self.image_size, self.z_dist = nz, channels, image_size, z_dist
-        self.model = model
-
-    def sample_z(self, n: int, generator: torch.Generator | None = None,
-                 device: torch.device | str | None = None) -> torch.Tensor:
-        if device is None:
-            device = generator.device if generator is not None else "cpu"  # no parameters to take a device from
-        return super().sample_z(n, generator=generator, device=device)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        raise ModelError(
-            f"{self.model}: no generator (the authors' release lacks its weights); "
-            "use its discriminator's feature maps only"
-        )
-
-
-class PartialConvDiscriminator(ConvDiscriminator):
-    """The first n_layers conv blocks of a ConvDiscriminator (same module names), without a classifier head."""
-
-    def __init__(self, widths, strides, kernel: int, n_layers: int, channels: int = 3, image_size: int = 32,
-                 bn_eps: float = AUTHORS_BN_EPS, model: str = "partial model"):
-        if not 1 <= n_layers <= len(widths):
-            raise ValueError(f"n_layers must be between 1 and {len(widths)}, got {n_layers}")
-        super().__init__(list(widths)[:n_layers], list(strides)[:n_layers], kernel, channels, image_size,
-                         "linear", bn_eps)
-        del self.head  # the release lacks the layers between these blocks and the dense head
-        self.n_layers, self.model = n_layers, model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise ModelError(
-            f"partial discriminator: no classifier head ({self.model} keeps conv layers 1-{self.n_layers} only); "
-            "use feature_maps"
-        )
-
-
-def _partial_variant(name: str, widths: Callable[[int], list[int]], strides: list[int], kernel: int,
-                     nz: int, ndf: int, n_layers: int, z_dist: str, description: str) -> Variant:
-    def gen(nz: int, channels: int) -> AbsentGenerator:
-        return AbsentGenerator(nz, channels, 32, z_dist, name)
-
-    def disc(ndf: int, channels: int, n_layers: int, bn_eps: float) -> PartialConvDiscriminator:
-        return PartialConvDiscriminator(widths(ndf), strides, kernel, n_layers, channels, 32, bn_eps, name)
-
-    defaults = {"nz": nz, "ndf": ndf, "channels": 3, "n_layers": n_layers, "bn_eps": AUTHORS_BN_EPS}
-    return Variant(name, gen, disc, defaults, 32, description=description)
-
-
-register_variant(_partial_variant(
-    "dcgan32-partial", lambda ndf: [ndf, ndf, 2 * ndf, 2 * ndf, 4 * ndf, 4 * ndf], [1, 2, 1, 2, 1, 2], 3,
-    256, 128, 4, "uniform",
-    "leading conv layers (n_layers, default 4) of dcgan32's D, no head, no G: the incomplete authors' release",
-))
-register_variant(_partial_variant(
-    "dcgan-svhn32-partial", lambda ndf: [ndf, 2 * ndf, 4 * ndf], [2, 2, 2], 5,
-    100, 64, 3, "normal",
-    "leading conv layers (n_layers) of dcgan-svhn32's D, no head, no G: for an incomplete copy of the release",
-))
 
 
 # ---------------------------------------------------------------- role -> ganbench parameter

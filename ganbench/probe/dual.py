@@ -1,0 +1,139 @@
+"""The dual solver of the torch L2-SVM (ganbench/probe/l2svm.py; the method is in its module docstring): Newton's
+method in the span of the data (Chapelle 2007) on the float64 Gram matrix, which is built here from centred row
+chunks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ganbench.probe.newton import _fused_pass, _line_search, _Result
+from ganbench.probe.rows import _Rows
+
+if TYPE_CHECKING:
+    from ganbench.probe.l2svm import _Problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Gram:
+    """K~ = X X^T + 1 (float64): the centred products (X - 1m^T)(X - 1m^T)^T, taken in the compute dtype, plus
+    the rank-one terms v 1^T + 1 v^T + (m.m + 1) with v = (X - 1m^T) m, added in float64."""
+
+    K: torch.Tensor  # (n, n) float64
+
+    def matmul(self, B: torch.Tensor) -> torch.Tensor:
+        return self.K @ B
+
+    def sub(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.K.index_select(0, idx).index_select(1, idx)  # much faster than K[idx[:, None], idx]
+
+
+def _centered_gram(rows: _Rows, m64: torch.Tensor) -> _Gram:
+    n = rows.n
+    Kc = torch.empty(n, n, dtype=torch.float64, device=rows.device)
+    v = torch.empty(n, dtype=torch.float64, device=rows.device)
+    m = m64.to(rows.dtype)
+    step = rows.chunk_rows
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        A = rows.block(a, b, slot=0)
+        v[a:b] = (A @ m).double()
+        for c in range(0, a + 1, step):
+            e = min(c + step, n)
+            B = A if c == a else rows.block(c, e, slot=1)
+            blk = (A @ B.T).double()
+            Kc[a:b, c:e] = blk
+            if c != a:
+                Kc[c:e, a:b] = blk.T
+    rows.passes += 1
+    Kc += v[:, None]
+    Kc += v[None, :]
+    Kc += float(m64 @ m64) + 1.0
+    return _Gram(Kc)
+
+
+def _solve_support(
+    gram: _Gram, S: torch.Tensor, Y: torch.Tensor, C: float, cols: torch.Tensor
+) -> torch.Tensor:
+    """beta (n, len(cols)): beta_S = (K~_SS + I/(2C))^-1 y_S and 0 off S, for each class column in cols."""
+    n = S.shape[0]
+    B = torch.zeros(n, cols.numel(), dtype=torch.float64, device=S.device)
+    # classes with the same support set share one factorisation (all of them at a cold start)
+    masks, inverse = torch.unique(S[:, cols].T, dim=0, return_inverse=True)
+    for g in range(masks.shape[0]):
+        members = torch.nonzero(inverse == g).reshape(-1)
+        idx = torch.nonzero(masks[g]).reshape(-1)
+        if idx.numel() == 0:
+            continue
+        A = gram.sub(idx)
+        A.diagonal().add_(1.0 / (2.0 * C))
+        info = torch.empty((), dtype=torch.int32, device=A.device)
+        torch.linalg.cholesky_ex(A, out=(A, info))  # in place: one |S| x |S| matrix at a time
+        rhs = Y[idx][:, cols[members]]
+        if int(info) == 0:
+            sol = torch.cholesky_solve(rhs, A)
+        else:  # numerically indefinite (only for enormous C): fall back to a least-squares solve
+            A = gram.sub(idx)
+            A.diagonal().add_(1.0 / (2.0 * C))
+            sol = torch.linalg.lstsq(A, rhs).solution
+        B[idx[:, None], members[None, :]] = sol
+    return B
+
+
+def _dual_objective(B: torch.Tensor, Z: torch.Tensor, Y: torch.Tensor, C: float) -> torch.Tensor:
+    slack = torch.clamp(1 - Y * Z, min=0)
+    return 0.5 * (B * Z).sum(0) + C * (slack * slack).sum(0)
+
+
+def _dual_newton(
+    prob: _Problem, C: float, S0: torch.Tensor | None, max_iter: int
+) -> tuple[_Result, torch.Tensor]:
+    """Chapelle's primal Newton in the span of the data; returns the result and the margins K~ beta."""
+    gram = prob.gram()
+    n, K, dev = prob.n, prob.K, prob.device
+    Y = prob.Y64
+    S = torch.ones(n, K, dtype=torch.bool, device=dev) if S0 is None else S0.clone()
+    todo = torch.arange(K, device=dev)
+    # start: the Newton solution on the initial support guess (all points when cold)
+    B = _solve_support(gram, S, Y, C, todo)
+    Z = gram.matmul(B)
+    obj = _dual_objective(B, Z, Y, C)
+    full = torch.ones(K, dtype=torch.bool, device=dev)  # B solves the system on S exactly (a full step)
+    n_iter = 1
+    while True:
+        # optimal once the solution on S has S as its own support set
+        S_new = Y * Z < 1
+        same = (S_new[:, todo] == S[:, todo]).all(0) & full[todo]
+        S = S_new
+        todo = todo[~same]
+        if todo.numel() == 0 or n_iter >= max_iter:
+            break
+        n_iter += 1
+        Bn = _solve_support(gram, S, Y, C, todo)
+        Zn = gram.matmul(Bn)
+        Bt, Zt, Yt = B[:, todo], Z[:, todo], Y[:, todo]
+        Dl, Q = Bn - Bt, Zn - Zt
+        t = _line_search(Zt, Q, Yt, C, (Zt * Dl).sum(0), (Dl * Q).sum(0))
+        t = torch.where((t - 1).abs() <= 1e-6, torch.ones_like(t), t)  # a full step up to rounding
+        full[todo] = t == 1
+        B[:, todo] = torch.where(t == 1, Bn, Bt + t * Dl)
+        Z[:, todo] = torch.where(t == 1, Zn, gram.matmul(B[:, todo]))
+        new_obj = _dual_objective(B[:, todo], Z[:, todo], Yt, C)
+        stalled = obj[todo] - new_obj <= 1e-13 * new_obj.abs()  # only rounding-level support changes left
+        obj[todo] = new_obj
+        log.debug(
+            "dual newton %d: steps %s, support sizes %s", n_iter, t.tolist(), S[:, todo].sum(0).tolist()
+        )
+        todo = todo[~stalled]
+        if todo.numel() == 0:
+            break
+    converged = todo.numel() == 0
+    # back to the primal: w = X^T beta, b = 1^T beta (the intercept's feature is 1)
+    beta = B.to(prob.dtype)
+    W, _ = _fused_pass(prob, None, lambda a, b, z: beta[a:b])
+    return _Result(W, B.sum(0), obj, n_iter, converged), Z

@@ -1,0 +1,294 @@
+"""The primal solver of the torch L2-SVM (ganbench/probe/l2svm.py; the method is in its module docstring): modified
+finite Newton with preconditioned conjugate gradients on the active set (Keerthi & DeCoste 2005), the
+subspace-plus-Jacobi preconditioner and the cold start restricted to its subspace."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ganbench.probe.newton import _fused_pass, _line_search, _Result
+from ganbench.probe.rows import _from_numpy
+
+if TYPE_CHECKING:
+    from ganbench.probe.l2svm import _Problem
+
+log = logging.getLogger(__name__)
+
+_CG_MAX_ITER = 500  # conjugate-gradient steps per Newton step (each is a pass over X)
+
+
+def _dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    return (A.double() * B.double()).sum(1)
+
+
+@dataclass
+class _Subspace:
+    """Orthonormal rows U (r, d+1) spanning the directions where X~^T X~ is large, X~ U^T (n, r), and the
+    column energies sum_i ((I - U^T U) x~_i)_j^2 (d+1,) float64 of what U leaves out."""
+
+    U: torch.Tensor
+    XU: torch.Tensor
+    rest: torch.Tensor
+
+
+def _build_subspace(prob: _Problem, rank: int) -> _Subspace:
+    """The mean/intercept direction and the top principal directions of a row sample of X (Nystrom-style).
+
+    With d + 1 <= rank the subspace is everything and the preconditioner below is the exact Hessian.
+    """
+    n, d, dt, dev = prob.n, prob.d, prob.dtype, prob.device
+    if d + 1 <= rank:
+        U = torch.eye(d + 1, dtype=torch.float64, device=dev)
+        return _Subspace(U.to(dt), prob.forward(U), torch.zeros(d + 1, dtype=torch.float64, device=dev))
+    size = min(n, max(2 * rank, 2048))
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(n, size=size, replace=False))
+    step = prob.rows.chunk_rows
+    sample = torch.cat(
+        [
+            _from_numpy(np.asarray(prob.rows.X[idx[i : i + step]])).to(dev).to(dt) - prob.rows.center
+            for i in range(0, size, step)
+        ]
+    )
+    gram = (sample @ sample.T).double()
+    evals, evecs = torch.linalg.eigh(gram)
+    top = torch.argsort(evals, descending=True)[: rank - 1]
+    top = top[evals[top] > evals.max() * 1e-10]
+    Uw = (evecs[:, top].T.to(dt) @ sample).double() / evals[top].sqrt()[:, None]
+    del sample, gram, evecs
+    mean_dir = torch.cat([prob.m64, torch.ones(1, dtype=torch.float64, device=dev)])
+    basis = torch.cat([mean_dir[None, :], torch.cat([Uw, torch.zeros_like(Uw[:, :1])], 1)])
+    U = torch.linalg.qr(basis.T).Q.T.to(dt)
+    # one pass: X~ U^T, and the energy of the rows outside span(U), per column
+    Uw, Ub = U[:, :d], U[:, d]
+    off = (Uw.double() @ prob.m64 + Ub.double()).to(dt)
+    m = prob.rows.center
+    XU = torch.empty(n, U.shape[0], dtype=dt, device=dev)
+    rest = torch.zeros(d + 1, dtype=torch.float64, device=dev)
+    for a, b, chunk in prob.rows.chunks():
+        xu = torch.addmm(off, chunk, Uw.T)
+        XU[a:b] = xu
+        resid = torch.addmm(chunk + m, xu, Uw, alpha=-1)
+        rest[:d] += (resid * resid).sum(0).double()
+        rest[d] += ((1 - xu @ Ub) ** 2).sum().double()
+    return _Subspace(U, XU, rest)
+
+
+class _Preconditioner:
+    """Block preconditioner for H_k = I + 2C X~_A^T X~_A (class k's active set A), applied as its inverse
+
+        M_k^-1 = U^T (I + 2C U X~_A^T X~_A U^T)^-1 U + (I - U^T U) S_k^-1 (I - U^T U).
+
+    On span(U) (the large eigenvalues, from a row sample: the idea of randomised Nystrom preconditioning,
+    Frangella, Tropp & Udell 2023, "Randomized Nystrom preconditioning", SIAM J. Matrix Anal. Appl. 44) it is
+    the exact Hessian block: (X~U^T)^T D_A (X~U^T) needs no pass over X. On the complement it is the Jacobi
+    diagonal S_k = 1 + 2C (|A| / n) sum_i ((I - U^T U) x~_i)^2, the complement's energy scaled to the active
+    set, so that both blocks come out on the same scale (with the identity there, CG would still see the
+    complement's eigenvalues of order 2C |A| sigma^2 next to the ones of the exact block).
+    """
+
+    def __init__(self, sub: _Subspace, act: torch.Tensor, C: float) -> None:
+        self.U = sub.U.double()
+        r = sub.U.shape[0]
+        n = act.shape[0]
+        eye = torch.eye(r, dtype=torch.float64, device=act.device)
+        chol = []
+        for j in range(act.shape[1]):
+            rows = sub.XU[act[:, j]]
+            core = eye + 2 * C * (rows.T @ rows).double()
+            chol.append(torch.linalg.cholesky(core))
+        self.L = torch.stack(chol)  # (k, r, r)
+        share = act.sum(0).double() / n
+        self.S = 1 + 2 * C * share[:, None] * sub.rest[None, :]  # (k, d+1)
+
+    def apply(self, R: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """M^-1 R for residuals R (len(cols), d+1) of the classes cols (float64 result)."""
+        R = R.double()
+        U = self.U
+        c = R @ U.T
+        inner = torch.cholesky_solve(c[:, :, None], self.L[cols])[:, :, 0]
+        out = (R - c @ U) / self.S[cols]
+        return out - (out @ U.T) @ U + inner @ U
+
+
+def _subspace_start(sub: _Subspace, Y: torch.Tensor, C: float, tol: float) -> tuple[torch.Tensor, int]:
+    """The exact solution restricted to w in span(U), as a cold start: (K, d+1) float64 and Newton steps.
+
+    Newton with the exact r x r Hessian on the features X~ U^T that the preconditioner already holds, so it
+    makes no pass over X; it gets the dominant directions and a close guess of the active sets.
+    """
+    XU = sub.XU
+    n, r = XU.shape
+    K = Y.shape[1]
+    c = torch.zeros(K, r, dtype=torch.float64, device=XU.device)
+    Z = torch.zeros(n, K, dtype=torch.float64, device=XU.device)
+    eye = torch.eye(r, dtype=torch.float64, device=XU.device)
+    steps = 0
+    for _ in range(50):
+        act = Y * Z < 1
+        R = torch.where(act, Z - Y, torch.zeros((), dtype=torch.float64, device=XU.device))
+        f = 0.5 * (c * c).sum(1) + C * (R * R).sum(0)
+        G = c + 2 * C * (R.to(XU.dtype).T @ XU).double()
+        if bool((0.5 * (G * G).sum(1) <= 0.1 * tol * f).all()):
+            break
+        P = torch.empty_like(c)
+        for k in range(K):
+            rows = XU[act[:, k]]
+            H = eye + 2 * C * (rows.T @ rows).double()
+            P[k] = -torch.linalg.solve(H, G[k])
+        Q = (XU @ P.T.to(XU.dtype)).double()
+        t = _line_search(Z, Q, Y, C, (c * P).sum(1), (P * P).sum(1))
+        c += t[:, None] * P
+        Z += t * Q
+        steps += 1
+    return c @ sub.U.double(), steps
+
+
+def _primal_newton(
+    prob: _Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int
+) -> _Result:
+    """Modified finite Newton (Keerthi & DeCoste 2005) for all classes at once; see l2svm.py's docstring.
+
+    A class stops when its relative suboptimality (f - f*) / f is certainly below tol: either from the
+    gradient (f is 1-strongly convex, so f - f* <= ||g||^2 / 2) or from the Newton decrement of the step just
+    taken (f - f* of the local quadratic is (p.Hp + r.H^-1 r) / 2 <= (-g.p + ||r||^2) / 2 for the CG iterate p
+    with residual r, since CG keeps p.r = 0 and H >= I).
+    """
+    n, d, K, dt = prob.n, prob.d, prob.K, prob.dtype
+    dev = prob.device
+    f64 = torch.float64
+    Y, Y64 = prob.Y, prob.Y64
+    V = torch.zeros(K, d + 1, dtype=dt, device=dev)
+    n_iter = 0
+    if W0 is not None:
+        V[:, :d] = W0.to(dt)
+        V[:, d] = b0.to(dt)
+    else:
+        start, n_iter = _subspace_start(prob.subspace(), Y64, C, tol)
+        V[:] = start.to(dt)
+    objective = torch.zeros(K, dtype=f64, device=dev)
+    gfirst = torch.zeros(K, dtype=f64, device=dev)
+    prev_obj = torch.full((K,), math.inf, dtype=f64, device=dev)
+    todo = torch.arange(K, device=dev)  # classes not yet converged
+    first = True
+    while todo.numel():
+        k = todo.numel()
+        Yk, Yk64 = Y[:, todo], Y64[:, todo]
+        Vk = V[todo]
+        Z = torch.empty(n, k, dtype=dt, device=dev)
+
+        def grad_weight(a: int, b: int, z: torch.Tensor, Yk=Yk, Z=Z) -> torch.Tensor:
+            Z[a:b] = z
+            y = Yk[a:b]
+            return torch.where(y * z < 1, z - y, torch.zeros((), dtype=dt, device=dev))
+
+        Gw, Gb = _fused_pass(prob, Vk, grad_weight)
+        Z64 = Z.double()
+        act = Yk64 * Z64 < 1
+        R = torch.where(act, Z64 - Yk64, torch.zeros((), dtype=f64, device=dev))
+        fk = 0.5 * _dot(Vk, Vk) + C * (R * R).sum(0)
+        objective[todo] = fk
+        G = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
+        gnorm = G.norm(dim=1)
+        if first:
+            gfirst[todo] = gnorm
+            first = False
+        stalled = prev_obj[todo] - fk <= 1e-12 * fk.abs()  # no decrease left at the working precision
+        done = (0.5 * gnorm**2 <= tol * fk) | stalled
+        log.debug("primal newton %d: objective %s, |g| %s", n_iter, fk.tolist(), gnorm.tolist())
+        keep = ~done
+        todo, G, Z64, Yk64, act, Vk, gnorm, fk = (
+            todo[keep],
+            G[keep],
+            Z64[:, keep],
+            Yk64[:, keep],
+            act[:, keep],
+            Vk[keep],
+            gnorm[keep],
+            fk[keep],
+        )
+        if todo.numel() == 0 or n_iter >= max_iter:
+            break
+        n_iter += 1
+        prev_obj[todo] = fk
+        # Inexact Newton: CG to relative residual eta (-> 0 with the gradient: superlinear convergence), but
+        # no further than the stopping rule needs.
+        eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=0.1)
+        target = torch.maximum((eta * gnorm) ** 2, 0.2 * tol * fk)
+        precond = _Preconditioner(prob.subspace(), act, C)
+        P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond)
+        P64, Q64 = P.double(), Q.double()
+        gap = 0.5 * (-(G * P64).sum(1) + rr)
+        # exact line search along p; X~ p came out of the CG iterations, so the step needs no pass over X
+        t = _line_search(Z64, Q64, Yk64, C, _dot(Vk, P), _dot(P, P))
+        Vn = Vk.double() + t[:, None] * P64
+        V[todo] = Vn.to(dt)
+        fin = gap <= tol * fk
+        if bool(fin.any()):
+            Zt = Z64 + t * Q64
+            slack = torch.clamp(1 - Yk64 * Zt, min=0)
+            objective[todo] = torch.where(fin, 0.5 * (Vn * Vn).sum(1) + C * (slack * slack).sum(0), fk)
+            todo = todo[~fin]
+    converged = todo.numel() == 0
+    W = V[:, :d].double()
+    b = V[:, d].double()
+    return _Result(W, b, objective, n_iter, converged)
+
+
+def _conjugate_gradient(
+    prob: _Problem,
+    C: float,
+    G: torch.Tensor,
+    act: torch.Tensor,
+    target: torch.Tensor,
+    precond: _Preconditioner,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Solve (I + 2C X~_A^T X~_A) p_k = -g_k for every class k at once, until ||r_k||^2 <= target_k.
+
+    Preconditioned conjugate gradients. Returns p (k, d+1), X~ p (n, k) and ||r||^2 (k,) float64. Each
+    Hessian-vector product is one fused pass over X; classes that are done drop out of the pass.
+    """
+    n, dt, dev = prob.n, prob.dtype, prob.device
+    k = G.shape[0]
+    everyone = torch.arange(k, device=dev)
+    P = torch.zeros_like(G)
+    Q = torch.zeros(n, k, dtype=dt, device=dev)
+    R = -G.double()
+    Zr = precond.apply(R, everyone)
+    D = Zr.clone()
+    rz = (R * Zr).sum(1)
+    rr = (R * R).sum(1)
+    live = everyone
+    for step in range(_CG_MAX_ITER):
+        live = live[rr[live] > target[live]]
+        if live.numel() == 0:
+            break
+        log.debug("  cg %d: %d classes left", step, live.numel())
+        Dl = D[live]
+        actl = act[:, live]
+        T = torch.empty(n, live.numel(), dtype=dt, device=dev)
+
+        def hv_weight(a: int, b: int, z: torch.Tensor, T=T, actl=actl) -> torch.Tensor:
+            T[a:b] = z
+            return z * actl[a:b]
+
+        Hw, Hb = _fused_pass(prob, Dl.to(dt), hv_weight)
+        HD = Dl + 2 * C * torch.cat([Hw, Hb[:, None]], 1)
+        alpha = rz[live] / (Dl * HD).sum(1)
+        P[live] += (alpha[:, None] * Dl).to(dt)
+        Q[:, live] += (T.double() * alpha[None, :]).to(dt)
+        Rl = R[live] - alpha[:, None] * HD
+        R[live] = Rl
+        rr[live] = (Rl * Rl).sum(1)
+        Zl = precond.apply(Rl, live)
+        rz_new = (Rl * Zl).sum(1)
+        beta = rz_new / rz[live]
+        rz[live] = rz_new
+        D[live] = Zl + beta[:, None] * Dl
+    return P, Q, rr
