@@ -145,6 +145,11 @@ def test_entry_point_plugin_package(tmp_path):
     assert rows["toy16"]["image_size"] == 16 and rows["toy16"]["feature_dim"] == 4 * 8 * 8 // 4
     assert rows["toy16"]["origin"] == {"kind": "entry_point", "value": "ganbench_toy_plugin:toy16"}
     assert rows["dcgan32"]["feature_dim"] == 28672
+    out = subprocess.run([sys.executable, "-m", "ganbench", "objectives", "--json"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    objectives = {r["name"]: r for r in json.loads(out)}
+    assert objectives["toy-l1"]["origin"] == {"kind": "entry_point", "value": "ganbench_toy_plugin:ToyObjective"}
+    assert objectives["toy-l1"]["output_kind"] == "critic" and "ns" in objectives
 
 
 def test_available_variants_lists_builtins():

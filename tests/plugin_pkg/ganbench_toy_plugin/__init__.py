@@ -34,3 +34,21 @@ class ToyD(Discriminator):
 
 def toy16() -> Variant:
     return Variant("toy16", ToyG, ToyD, {"nz": 8, "ndf": 4, "channels": 1}, 16, description="entry-point toy")
+
+
+from ganbench.objectives import Objective  # noqa: E402
+
+
+class ToyObjective(Objective):
+    """A least-absolute-deviation objective, to prove the `ganbench.objectives` entry point."""
+
+    name = "toy-l1"
+    paper = "a test plugin"
+    output_kind = "critic"
+
+    def d_loss(self, D, real, fake):
+        r, f = D(real).float(), D(fake).float()
+        return (r - 1).abs().mean() + f.abs().mean(), self.output_logs(r, f)
+
+    def g_loss(self, D, real, fake):
+        return (D(fake).float() - 1).abs().mean(), {}
