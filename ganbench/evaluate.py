@@ -1,4 +1,4 @@
-"""Representation evaluation end to end: discriminator -> features -> protocol -> record (DESIGN.md's data flow)."""
+"""Representation evaluation end to end: discriminator -> features -> protocol -> record (see ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

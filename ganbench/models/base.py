@@ -1,4 +1,4 @@
-"""The model contract every GAN variant implements (see DESIGN.md), and the Variant record that registers one."""
+"""The model contract every GAN variant implements (see ARCHITECTURE.md), and the Variant record that registers one."""
 
 from __future__ import annotations
 
