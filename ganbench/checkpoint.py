@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt file written by `ganbench train`")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files; the error says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            TypeError, AttributeError, IndexError, UnicodeDecodeError) as exc:  # text or other non-torch files
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         # torch's weights_only refusal puts the useful part ("Unsupported global: ...") on a later line
         first = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(exc).__name__)
+        if not isinstance(exc, (RuntimeError, pickle.UnpicklingError, OSError, zipfile.BadZipFile)):
+            first = "not a torch file"  # the legacy reader's KeyError/TypeError on a text file says nothing useful
         raise CheckpointError(
             f"checkpoint {path} is not a readable ganbench checkpoint ({first[:160]}); "
             "it may be truncated or not a torch file: use another one, e.g. checkpoints/last.pt"

@@ -191,10 +191,11 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
 # ---------------------------------------------------------------------------------------------- sample
 @cli.command("sample")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--n", "n", type=int, default=64, show_default=True, help="Images (or walks with --interpolate).")
+@click.option("--n", "n", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images (or walks with --interpolate).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file for the grid.")
 @click.option("--interpolate", is_flag=True, help="Rows of linear walks between random points of z.")
-@click.option("--walk-steps", type=int, default=10, show_default=True, help="Images per walk.")
+@click.option("--walk-steps", type=click.IntRange(min=1), default=10, show_default=True, help="Images per walk.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bn", type=click.Choice(["batch", "running"]), default="batch", show_default=True,
               help="BatchNorm statistics: of the generated batch (as in training) or the running averages.")
@@ -215,7 +216,7 @@ def sample_cmd(checkpoint: str, n: int, out: str, interpolate: bool, walk_steps:
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @click.option("--preset", help="A packaged SPEC instead of a file: digits (offline, minutes on a CPU).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder of the comparison. [runs/compare/NAME]")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Trainings run at once.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Trainings run at once.")
 @click.option("--devices", help="Comma-separated devices the jobs are spread over, e.g. cuda:0,cuda:1. [cpu]")
 @click.option("--check", "check_dir", type=click.Path(file_okay=False),
               help="Then compare the table with a committed one (wall times aside); exit 1 when they differ.")
@@ -306,7 +307,8 @@ def _probe_options(func):
         click.option("--trials", type=int, help="Trials of the few-label protocols (default: the protocol's)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--batch-size", type=int, default=256, show_default=True, help="Feature extraction batch."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+                     help="Feature extraction batch."),
         click.option("--allow-resize", is_flag=True,
                      help="Evaluate a model whose image size differs from the dataset's by resizing the images."),
         click.option("--records", type=click.Path(dir_okay=False),
@@ -399,8 +401,8 @@ def _quality_options(func):
         click.option("--inception-weights", type=click.Path(dir_okay=False),
                      help="pt_inception-2015-12-05-6726825d.pth (else $GANBENCH_INCEPTION_WEIGHTS, torch hub cache)."),
         click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True),
-        click.option("--is-splits", type=int, default=10, show_default=True),
-        click.option("--batch-size", type=int, default=50, show_default=True),
+        click.option("--is-splits", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--records", type=click.Path(dir_okay=False),
@@ -431,7 +433,7 @@ def _report_quality(record: dict, records: str | None, no_record: bool, as_json:
 
 @eval_group.command("quality")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
-@click.option("--n", "n", type=int, default=50000, show_default=True, help="Samples to generate.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=50000, show_default=True, help="Samples to generate.")
 @click.option("--variant", "variant_file")
 @_quality_options
 def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, is_splits,
@@ -467,7 +469,7 @@ def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, i
 @click.option("--data-root")
 @click.option("--inception-weights", type=click.Path(dir_okay=False))
 @click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True)
-@click.option("--batch-size", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
 def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, device, quiet) -> None:
@@ -493,7 +495,7 @@ def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, d
 @click.option("--feature-dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True)
 @click.option("--variant", "variant_file")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--quiet", is_flag=True)
 def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, feature_dtype, variant_file, device,
                  batch_size, quiet) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -74,8 +75,18 @@ class TrainConfig:
             raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown --device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        for name in ("lr", "beta1", "beta2", "weight_decay", "epochs"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"--{name} must lie in [0, 1), got {value}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be zero or positive, got {self.weight_decay}")
         if self.d_steps is not None and self.d_steps < 1:
             raise ConfigError(f"--d-steps must be at least 1, got {self.d_steps}")
         if (self.d_steps or 1) > 1 and self.schedule == "alternating":
@@ -99,7 +110,31 @@ class TrainConfig:
             raise ConfigError(
                 f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
             )
+        for f in fields(cls):
+            if f.name in data and not _has_type(data[f.name], str(f.type)):
+                raise ConfigError(f"{where}: {f.name} must be {_TYPE_WORDS.get(str(f.type), f.type)}, "
+                                  f"got {data[f.name]!r}")
         return cls(**data)
+
+
+_TYPE_WORDS = {"int": "an integer", "int | None": "an integer", "float | None": "a number", "str": "a string",
+               "str | None": "a string", "bool": "true or false", "dict[str, Any]": "a table of KEY = VALUE"}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether a config value fits a TrainConfig field's annotation (None is not a TOML value, so never given)."""
+    base = annotation.replace(" | None", "")
+    if base == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base == "str":
+        return isinstance(value, str)
+    if base == "bool":
+        return isinstance(value, bool)
+    if base.startswith("dict"):
+        return isinstance(value, dict)
+    return True
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -123,6 +123,9 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; give one")
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise RunDirError(f"--out {out}: {folder} is a file, not a folder; choose another --out")
     exists = out.exists() and any(out.iterdir())
     if resume:
         if not (out / "checkpoints" / "last.pt").is_file():
