@@ -265,7 +265,7 @@ def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu",
                           out / "records" / "probe.jsonl")
             ran += 1
         if spec.metrics != "none" and (unit.variant, str(unit.seed), step, "quality") not in done:
-            record = _quality(spec, str(ckpt), unit.seed, device, progress)
+            record = _quality(spec, str(ckpt), unit.seed, out, device, progress)
             if record is not None:
                 append_record({**record, "compare": tag}, out / "records" / "quality.jsonl")
                 ran += 1
@@ -297,7 +297,8 @@ def inception_available() -> bool:
     return True
 
 
-def _quality(spec: CompareSpec, checkpoint: str, seed: int, device: str, progress: bool) -> dict[str, Any] | None:
+def _quality(spec: CompareSpec, checkpoint: str, seed: int, out: Path, device: str,
+             progress: bool) -> dict[str, Any] | None:
     if spec.metrics == "digits":
         import datetime as dt
 
@@ -318,11 +319,15 @@ def _quality(spec: CompareSpec, checkpoint: str, seed: int, device: str, progres
                 "wall_time_s": {"total": round(time.perf_counter() - t0, 2)}}
     if not inception_available():
         return None
-    from ganbench.quality import evaluate_quality
+    from ganbench.quality import evaluate_quality, write_reference_statistics
 
-    return evaluate_quality(checkpoint=checkpoint, ref=f"{spec.dataset}:{spec.split}", n=spec.n_samples,
-                            metrics=("fid", "is"), device=device, seed=seed, data_root=spec.data_root,
-                            progress=progress)
+    # the real images' Inception statistics once per comparison, not once per evaluation point
+    ref = out / "reference_stats.npz"
+    if not ref.is_file():
+        write_reference_statistics(f"{spec.dataset}:{spec.split}", str(ref), data_root=spec.data_root,
+                                   device=device, progress=progress)
+    return evaluate_quality(checkpoint=checkpoint, ref=str(ref), n=spec.n_samples, metrics=("fid", "is"),
+                            device=device, seed=seed, data_root=spec.data_root, progress=progress)
 
 
 def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: str = "cpu",

@@ -184,3 +184,41 @@ def test_jobs_run_trainings_at_once_with_the_same_table(tmp_path):
     assert sum("trained" in ln and "evaluated" in ln for ln in lines) == 2
     assert check_comparison(parallel, serial) == []
     assert {r["variant"] for r in table(parallel)} == {"ns", BASELINE}
+
+
+@pytest.mark.slow
+def test_inception_metrics_along_training_with_one_reference_pass(tmp_path, monkeypatch):
+    from ganbench.metrics.inception import write_random_inception_weights
+
+    weights = write_random_inception_weights(tmp_path / "inception.pth", seed=0)
+    monkeypatch.setenv("GANBENCH_INCEPTION_WEIGHTS", str(weights))
+    spec = spec_from_dict({
+        "name": "fake-inception", "dataset": "fake", "max_images": 32, "model": "dcgan32", "seeds": [0],
+        "budget": {"steps": 4}, "eval_every": 2, "metrics": "inception", "n_samples": 10, "baseline": False,
+        "train": {"ngf": 4, "ndf": 4, "nz": 8, "batch_size": 16},
+        "variants": {"ns": {"objective": "ns"}},
+    })
+    out = tmp_path / "out"
+    list(run_compare(spec, out, progress=False))
+    records = [r for r in read_records(out / "records") if r["kind"] == "quality"]
+    assert sorted(r["compare"]["step"] for r in records) == [2, 4]
+    assert all(r["reference"] == str(out / "reference_stats.npz") for r in records)
+    row = table(out)[0]
+    fid = [r["results"]["fid"] for r in records if r["compare"]["step"] == 4][0]
+    assert row["FID"] == f"{fid:.1f} ± 0.0" and row["IS"].endswith("± 0.00")
+
+
+def test_sample_columns_say_when_inception_weights_are_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANBENCH_INCEPTION_WEIGHTS", "")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    spec = spec_from_dict({
+        "name": "no-weights", "dataset": "fake", "max_images": 64, "model": "dcgan32", "seeds": [0],
+        "budget": {"steps": 2}, "eval_every": 2, "metrics": "inception", "n_samples": 20, "baseline": False,
+        "train": {"ngf": 4, "ndf": 4, "nz": 8, "batch_size": 16},
+        "variants": {"ns": {"objective": "ns"}},
+    })
+    out = tmp_path / "out"
+    list(run_compare(spec, out, progress=False))
+    row = table(out)[0]
+    assert row["FID"] == row["IS"] == "skipped: no Inception weights"
+    assert not (out / "records" / "quality.jsonl").exists()
