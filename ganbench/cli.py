@@ -330,7 +330,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
     if kw["trials"] is not None and kw["trials"] < 1:
         raise click.BadParameter("must be at least 1", param_hint="--trials")
-    from ganbench.train.loop import pick_device
+    from ganbench.devices import pick_device
 
     device = str(pick_device(kw["device"]))
     d = load_discriminator(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
@@ -503,9 +503,9 @@ def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, f
     import numpy as np
 
     from ganbench.data import load_images
+    from ganbench.devices import pick_device
     from ganbench.evaluate import load_discriminator
     from ganbench.features import FeatureSpec, extract_features, parse_layers, train_batch_statistics
-    from ganbench.train.loop import pick_device
 
     dev = pick_device(device)
     d = load_discriminator(checkpoint, variant_file=variant_file, device=str(dev))

@@ -38,7 +38,7 @@ def demo_sample_quality(checkpoint: Path, n: int = 1000, seed: int = 0) -> dict:
 
     from ganbench.checkpoint import build_from_checkpoint, load_checkpoint
     from ganbench.metrics.digits_classifier import digits_images, digits_metrics
-    from ganbench.train.loop import generate
+    from ganbench.models.base import generate
 
     gen, _, _ = build_from_checkpoint(load_checkpoint(checkpoint))
     z = gen.sample_z(n, generator=torch.Generator().manual_seed(seed), device="cpu")

@@ -13,6 +13,7 @@ import torch
 
 from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, model_record
 from ganbench.data import ImageStore, load_images
+from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
 from ganbench.features import FeatureSpec, extract_features, feature_dim, parse_layers, train_batch_statistics
 from ganbench.models.base import Discriminator
@@ -25,7 +26,6 @@ from ganbench.probe.protocols import (
     shuffled_split,
 )
 from ganbench.registry import get_variant
-from ganbench.train.loop import pick_device
 
 
 @dataclass(frozen=True)

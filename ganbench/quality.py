@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint
+from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
 from ganbench.metrics.compute import compute_all
 from ganbench.metrics.fid import feature_statistics, load_statistics, save_statistics
 from ganbench.metrics.inception import InceptionFeatures, extract
-from ganbench.train.loop import generate, pick_device
+from ganbench.models.base import generate
 
 
 def generator_images(checkpoint: str, n: int, seed: int, device: torch.device, batch_size: int = 250,

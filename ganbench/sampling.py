@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from ganbench.checkpoint import build_from_checkpoint, load_checkpoint
+from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
+from ganbench.models.base import generate
 from ganbench.train.artifacts import save_grid
-from ganbench.train.loop import generate, pick_device
 
 
 def latent_walks(gen, n_walks: int, walk_steps: int, generator: torch.Generator) -> torch.Tensor:

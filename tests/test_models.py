@@ -155,3 +155,12 @@ def test_entry_point_plugin_package(tmp_path):
 def test_available_variants_lists_builtins():
     names = [v.name for v in available_variants()]
     assert {"dcgan32", "dcgan64", "dcgan64-pt", "dcgan-svhn32"} <= set(names)
+
+
+def test_an_unknown_z_distribution_is_refused_not_sampled_as_normal():
+    from ganbench.errors import ModelError
+
+    gen, _ = get_variant("dcgan32").build(ngf=4, ndf=4, nz=8)
+    gen.z_dist = "laplace"
+    with pytest.raises(ModelError, match="z_dist is 'laplace'"):
+        gen.sample_z(2)

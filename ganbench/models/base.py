@@ -29,6 +29,9 @@ class Generator(nn.Module):
         """Draw n latent vectors from this generator's prior (uniform in [-1, 1] or standard normal)."""
         if device is None:
             device = generator.device if generator is not None else next(self.parameters()).device
+        if self.z_dist not in Z_DISTRIBUTIONS:
+            raise ModelError(f"{type(self).__name__}.z_dist is {self.z_dist!r}; it must be one of "
+                             f"{', '.join(Z_DISTRIBUTIONS)}")
         if self.z_dist == "uniform":
             return torch.rand(n, self.nz, generator=generator, device=device) * 2 - 1
         return torch.randn(n, self.nz, generator=generator, device=device)
@@ -149,3 +152,24 @@ class Variant:
 
             apply_spectral_norm(disc)
         return gen, disc
+
+
+def generate(gen: nn.Module, z: torch.Tensor, bn: str = "batch") -> torch.Tensor:
+    """G(z) without touching G's state: batch statistics (as in training) with running stats frozen, or
+    the running statistics (bn="running")."""
+    was_training = gen.training
+    bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    tracked = [m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None for m in bns]
+    try:
+        gen.train(bn == "batch")
+        for m in bns:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        with torch.no_grad():
+            return gen(z).float()
+    finally:
+        for m, mom, nbt in zip(bns, momenta, tracked):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+        gen.train(was_training)

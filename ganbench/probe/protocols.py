@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,6 @@ class ProbeSettings:
     device: str = "cpu"
     seed: int = 0
     progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ProbeSettings:
         if not self.Cs or any(c <= 0 for c in self.Cs):
@@ -108,8 +107,8 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
 
 def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *,
                        validation: np.ndarray, pool: np.ndarray, per_class: int, trials: int,
-                       settings: ProbeSettings, test_trials: int | None = None, report: str = "accuracy",
-                       on_trial: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+                       settings: ProbeSettings, test_trials: int | None = None,
+                       report: str = "accuracy") -> dict[str, Any]:
     """Few-label protocol with class-balanced subsets of the pool drawn by one random.Random(seed) stream.
 
     test_trials None (CIFAR-10 400/class): `trials` subsets, each fitted along the whole C grid; C is the best
@@ -125,22 +124,18 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
     val_scores: dict[str, list[float]] = {repr(c): [] for c in Cs}
     test_by_c: dict[str, list[float]] = {repr(c): [] for c in Cs}
     if test_trials is None:
-        for t in range(trials):
+        for _t in range(trials):
             idx = class_balanced_sample(y, pool, per_class, rng)
             models = fit_path(_rows(X, idx), y[idx], Cs, backend=settings.backend, device=settings.device)
             for c, model in zip(Cs, models):
                 val_scores[repr(c)].append(_pct(model.score(X_val, y_val)))
                 test_by_c[repr(c)].append(_pct(model.score(X_test, y_test)))
-            if on_trial:
-                on_trial("trial", t)
     else:
         for c in Cs:  # the authors' loop order: all trials of one C, then the next C
-            for t in range(trials):
+            for _t in range(trials):
                 idx = class_balanced_sample(y, pool, per_class, rng)
                 model = L2SVM(C=c, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx])
                 val_scores[repr(c)].append(_pct(model.score(X_val, y_val)))
-                if on_trial:
-                    on_trial(f"C={c:g}", t)
     mean_val = {k: float(np.mean(v)) for k, v in val_scores.items()}
     best = max(Cs, key=lambda c: (mean_val[repr(c)], -c))
     t_select = time.perf_counter() - t0
@@ -148,12 +143,10 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
         test_scores = test_by_c[repr(best)]
     else:
         test_scores = []
-        for t in range(test_trials):
+        for _t in range(test_trials):
             idx = class_balanced_sample(y, pool, per_class, rng)
             model = L2SVM(C=best, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx])
             test_scores.append(_pct(model.score(X_test, y_test)))
-            if on_trial:
-                on_trial("test", t)
     scores = np.asarray(test_scores)
     key = "test_error" if report == "error" else "test_accuracy"
     if report == "error":

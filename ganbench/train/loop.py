@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ganbench import __version__
 from ganbench.checkpoint import (
@@ -27,7 +26,9 @@ from ganbench.checkpoint import (
 )
 from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
+from ganbench.devices import pick_device
 from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
+from ganbench.models.base import generate
 from ganbench.objectives import Objective
 from ganbench.progress import progress_bar
 from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
@@ -44,15 +45,6 @@ class TrainResult:
     last_checkpoint: Path
     images_per_second: float
     final_metrics: dict[str, float]
-
-
-def pick_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; cuda without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(name)
 
 
 class BatchSource:
@@ -411,27 +403,6 @@ def train(
     finally:
         bar.close()
     return TrainResult(out, total, out / "checkpoints" / "last.pt", rate, final)
-
-
-def generate(gen: nn.Module, z: torch.Tensor, bn: str = "batch") -> torch.Tensor:
-    """G(z) without touching G's state: batch statistics (as in training) with running stats frozen, or
-    the running statistics (bn="running")."""
-    was_training = gen.training
-    bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    tracked = [m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None for m in bns]
-    try:
-        gen.train(bn == "batch")
-        for m in bns:
-            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-        with torch.no_grad():
-            return gen(z).float()
-    finally:
-        for m, mom, nbt in zip(bns, momenta, tracked):
-            m.momentum = mom
-            if nbt is not None:
-                m.num_batches_tracked.copy_(nbt)
-        gen.train(was_training)
 
 
 def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], sides: dict[str, str], step: int, rate: float,
