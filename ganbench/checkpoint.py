@@ -139,6 +139,15 @@ def build_from_checkpoint(
     return gen.to(device), disc.to(device), variant
 
 
+def training_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Where a checkpoint's weights came from: the provenance an importer wrote (e.g. the authors' Theano weights),
+    else a ganbench training run described by its config."""
+    prov = ckpt.get("provenance", {}) or {}
+    cfg = ckpt.get("config", {}) or {}
+    return dict(prov.get("training") or {"source": "ganbench train", "dataset": cfg.get("dataset"),
+                                         "steps": ckpt.get("step"), "seed": cfg.get("seed")})
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, for provenance records."""
     digest = hashlib.sha256()

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, model_record
+from ganbench.checkpoint import (
+    build_from_checkpoint,
+    file_sha256,
+    load_checkpoint,
+    model_record,
+    training_provenance,
+)
 from ganbench.data import ImageStore, load_images
 from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
@@ -90,9 +96,7 @@ def load_discriminator(checkpoint: str | None = None, random_init: str | None = 
         ckpt = load_checkpoint(checkpoint)
         _, disc, variant = build_from_checkpoint(ckpt, variant_file, device=device)
         prov = ckpt.get("provenance", {}) or {}
-        cfg = ckpt.get("config", {}) or {}
-        training = dict(prov.get("training") or {"source": "ganbench train", "dataset": cfg.get("dataset"),
-                                                 "steps": ckpt.get("step"), "seed": cfg.get("seed")})
+        training = training_provenance(ckpt)
         sha = file_sha256(checkpoint)
         partial = bool(prov.get("partial") or ckpt["model"].get("partial"))
         model = dict(ckpt["model"], partial=partial)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint
+from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, training_provenance
 from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
 from ganbench.metrics.compute import compute_all
@@ -19,10 +19,12 @@ from ganbench.metrics.inception import InceptionFeatures, extract
 from ganbench.models.base import generate
 
 
-def generator_images(checkpoint: str, n: int, seed: int, device: torch.device, batch_size: int = 250,
+def generator_images(checkpoint: str | dict, n: int, seed: int, device: torch.device, batch_size: int = 250,
                      variant_file: str | None = None) -> np.ndarray:
-    """n samples of a checkpoint's generator as uint8 (N, C, H, W), batch statistics per batch as in training."""
-    gen, _, _ = build_from_checkpoint(load_checkpoint(checkpoint), variant_file, device=device)
+    """n samples of a checkpoint's generator (a path or a loaded checkpoint) as uint8 (N, C, H, W), batch
+    statistics per batch as in training."""
+    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    gen, _, _ = build_from_checkpoint(ckpt, variant_file, device=device)
     rng = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, n, batch_size):
@@ -74,13 +76,11 @@ def evaluate_quality(
     dims = () if fid_dims == 2048 else (fid_dims,)
     model, training, ckpt_info = None, None, None
     if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        fake_images = generator_images(checkpoint, n, seed, dev, variant_file=variant_file)
+        ckpt = load_checkpoint(checkpoint)  # read once: weights, model record and provenance
+        fake_images = generator_images(ckpt, n, seed, dev, variant_file=variant_file)
         fake_desc = f"{n} samples of {checkpoint}"
         model = ckpt["model"]
-        cfg = ckpt.get("config") or {}
-        training = {"source": "ganbench train", "dataset": cfg.get("dataset"), "steps": ckpt.get("step"),
-                    "seed": cfg.get("seed")}
+        training = training_provenance(ckpt)
         ckpt_info = {"path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
         image_size = int(fake_images.shape[-1])
     else:

@@ -64,3 +64,27 @@ def test_missing_weights_offline_is_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "pt_inception-2015-12-05-6726825d.pth" in lines[0], proc.stderr
+
+
+def test_quality_record_keeps_an_imported_checkpoints_provenance(tmp_path, weights, monkeypatch):
+    """A checkpoint written by an importer says where its weights came from; the quality record must say the same
+    (it used to call every checkpoint a ganbench training run)."""
+    import torch
+
+    from ganbench.checkpoint import save_checkpoint
+    from ganbench.quality import evaluate_quality
+    from ganbench.registry import get_variant
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    variant = get_variant("dcgan32")
+    gen, disc = variant.build(ngf=4, ndf=4, nz=8)
+    origin = {"source": "dcgan_code import", "dataset": "imagenet", "steps": None, "seed": None}
+    ckpt = save_checkpoint({"model": {"name": "dcgan32", "kwargs": variant.model_kwargs(ngf=4, ndf=4, nz=8),
+                                      "origin": {"kind": "builtin"}, "image_size": 32},
+                            "G": gen.state_dict(), "D": disc.state_dict(), "step": 0,
+                            "provenance": {"training": origin}}, tmp_path / "imported.pt")
+    ref = folder(tmp_path / "ref", 0, n=4)
+    record = evaluate_quality(checkpoint=str(ckpt), ref=str(ref), n=4, metrics=("fid",), inception_weights=weights,
+                              device="cpu", progress=False)
+    assert record["training"] == origin
+    assert torch.isfinite(torch.tensor(record["results"]["fid"]))
