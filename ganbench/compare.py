@@ -305,12 +305,13 @@ def _quality(spec: CompareSpec, checkpoint: str, seed: int, out: Path, device: s
         import torch
 
         from ganbench.metrics.digits_classifier import digits_images, digits_metrics
+        from ganbench.models.base import to_signed_unit
         from ganbench.quality import generator_images
         from ganbench.report.records import environment_versions
 
         t0 = time.perf_counter()
         fake = generator_images(checkpoint, spec.n_samples, seed, torch.device(device))
-        fake = torch.from_numpy(fake).float().div(127.5).sub(1)
+        fake = to_signed_unit(torch.from_numpy(fake))
         values = digits_metrics(digits_images()[0], fake)
         return {"kind": "quality", "label": f"digits metrics of {checkpoint}",
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

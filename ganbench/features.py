@@ -18,7 +18,7 @@ from torch import nn
 
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
-from ganbench.models.base import Discriminator
+from ganbench.models.base import Discriminator, to_signed_unit
 from ganbench.progress import progress_bar
 
 BN_MODES = ("train-batches", "running", "batch")
@@ -67,7 +67,7 @@ def _batchnorms(disc: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 def _to_input(images: np.ndarray, channels: int, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(np.array(images)).to(device).float().div_(127.5).sub_(1.0)
+    x = to_signed_unit(torch.from_numpy(np.array(images)).to(device))
     if x.shape[1] != channels:
         if x.shape[1] == 1:
             x = x.repeat(1, channels, 1, 1)
@@ -156,8 +156,7 @@ class FeatureSpec:
 
 def feature_dim(disc: Discriminator, layers: list[int], grid: int = 4) -> int:
     """Length of the pooled vector for the chosen layers."""
-    shapes = disc.layer_shapes()
-    return sum(shapes[i - 1][0] * min(shapes[i - 1][1], grid) * min(shapes[i - 1][2], grid) for i in layers)
+    return disc.feature_dim(grid, layers)
 
 
 @torch.no_grad()

@@ -59,9 +59,17 @@ class Discriminator(nn.Module):
         finally:
             self.train(was_training)
 
-    def feature_dim(self, grid: int = 4) -> int:
-        """Length of the pooled feature vector: every map max-pooled to grid x grid and concatenated."""
-        return sum(c * min(h, grid) * min(w, grid) for c, h, w in self.layer_shapes())
+    def feature_dim(self, grid: int = 4, layers: list[int] | None = None) -> int:
+        """Length of the pooled feature vector: the maps of layers (1-based; default all) max-pooled to
+        grid x grid and concatenated."""
+        shapes = self.layer_shapes()
+        chosen = layers if layers is not None else range(1, len(shapes) + 1)
+        return sum(shapes[i - 1][0] * min(shapes[i - 1][1], grid) * min(shapes[i - 1][2], grid) for i in chosen)
+
+
+def to_signed_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255) as floats in [-1, 1], the range every generator and discriminator works in."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

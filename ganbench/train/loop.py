@@ -28,7 +28,7 @@ from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
 from ganbench.devices import pick_device
 from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
-from ganbench.models.base import generate
+from ganbench.models.base import generate, to_signed_unit
 from ganbench.objectives import Objective
 from ganbench.progress import progress_bar
 from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
@@ -96,7 +96,7 @@ class BatchSource:
             x = torch.from_numpy(self.host[order])
             if self.device.type == "cuda":
                 x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.float().div_(127.5).sub_(1.0)
+        x = to_signed_unit(x)
         if self.repeat > 1:
             x = x.repeat(1, self.repeat, 1, 1)
         if self.channels_last:
