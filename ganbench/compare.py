@@ -21,6 +21,7 @@ from typing import Any
 
 from ganbench.config import TrainConfig
 from ganbench.errors import ConfigError
+from ganbench.files import atomic_path, atomic_write
 from ganbench.report.records import append_record, read_records
 
 BUDGET_UNITS = ("steps", "images")
@@ -210,9 +211,7 @@ def train_unit(unit: Unit, progress: bool = False) -> float:
 def _add_wall_time(run_dir: Path, seconds: float) -> None:
     path = run_dir / "compare_wall_time.json"
     total = json.loads(path.read_text())["train_s"] if path.is_file() else 0.0
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"train_s": round(total + seconds, 2)}))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps({"train_s": round(total + seconds, 2)}))
 
 
 def _wall_time(run_dir: Path) -> float | None:
@@ -385,7 +384,7 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     devices = devices or ["cpu"]
     saved = out / "spec.json"
-    wanted = json.dumps(spec.to_dict(), sort_keys=True, indent=1)
+    wanted = spec_json(spec)
     if saved.is_file() and saved.read_text() != wanted:
         raise ConfigError(f"{out} holds a comparison of a different SPEC ({saved}); choose another --out "
                           "or delete that folder")
@@ -396,7 +395,7 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
 
         torch.set_num_threads(spec.threads)
     out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(wanted)
+    atomic_write(saved, wanted)
     t0 = time.perf_counter()
     if jobs == 1:
         for unit in units:
@@ -559,11 +558,7 @@ def write_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = No
     units = units or plan(spec, out)
     paths = []
     for name, text in render_comparison(out, spec, units).items():
-        path = out / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(atomic_write(out / name, text))
     curves = plot_comparison(out, spec, units)
     if curves is not None:
         paths.append(curves)
@@ -611,10 +606,9 @@ def plot_comparison(out: Path, spec: CompareSpec, units: list[Unit]) -> Path | N
     fig.suptitle(f"{spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} (band: min to max)")
     fig.tight_layout()
     path = out / "curves.png"
-    tmp = out / ".curves.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -638,6 +632,11 @@ def check_comparison(new: Path, committed: Path) -> list[str]:
             if ra.get(key) != rb.get(key):
                 problems.append(f"{ra.get('variant')}: {key} is {ra.get(key)!r}, committed {rb.get(key)!r}")
     return problems
+
+
+def spec_json(spec: CompareSpec) -> str:
+    """The SPEC as the comparison folder keeps it (spec.json): in the SPEC's own order, which is the table's."""
+    return json.dumps(spec.to_dict(), indent=1)
 
 
 def spec_of_folder(folder: Path) -> CompareSpec:

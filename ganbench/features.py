@@ -18,6 +18,7 @@ from torch import nn
 
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
+from ganbench.files import atomic_write
 from ganbench.models.base import Discriminator, to_signed_unit
 from ganbench.progress import progress_bar
 
@@ -221,9 +222,7 @@ def extract_features(
     meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
             "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid,
             "calibration": spec.calibration, "dataset": store.meta}
-    tmp_side = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp_side.write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(tmp_side, sidecar)
+    atomic_write(sidecar, json.dumps(meta, indent=1, default=str))
     return np.load(path, mmap_mode="r")
 
 

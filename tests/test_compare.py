@@ -222,3 +222,12 @@ def test_sample_columns_say_when_inception_weights_are_missing(tmp_path, monkeyp
     row = table(out)[0]
     assert row["FID"] == row["IS"] == "skipped: no Inception weights"
     assert not (out / "records" / "quality.jsonl").exists()
+
+
+def test_the_folder_keeps_the_specs_variant_order_for_its_table(tmp_path):
+    from ganbench.compare import spec_json, spec_of_folder
+
+    spec = spec_from_dict({"name": "x", "dataset": "digits", "eval_every": 10, "budget": {"steps": 10},
+                           "probe": "digits-10", "variants": {"zz": {"objective": "ns"}, "aa": {"objective": "lsgan"}}})
+    (tmp_path / "spec.json").write_text(spec_json(spec))
+    assert list(spec_of_folder(tmp_path).variants) == ["zz", "aa"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ganbench.files import atomic_write
 from ganbench.report.records import read_records, record_id_of
 
 PAPER = "Radford et al. 2015"
@@ -581,7 +582,7 @@ def write_tables(records_dir: str | os.PathLike = "results/records",
         data = text.encode("utf-8")
         # leave an up-to-date file alone so its mtime keeps meaning "last changed"
         if not (target.is_file() and target.read_bytes() == data):
-            _atomic_write(target, data)
+            atomic_write(target, data)
         written.append(target)
     return written
 
@@ -598,16 +599,3 @@ def check_tables(records_dir: str | os.PathLike = "results/records",
     return stale
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write data to a temporary file beside target, fsync, then rename over target."""
-    # a plain open (not mkstemp, which makes 0600 files) so the table gets the usual umask permissions
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ganbench.files import atomic_path
+
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
     """Save images in [-1, 1] (N, C, H, W) as one PNG grid."""
@@ -16,9 +18,8 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, int(round(len(images) ** 0.5)))
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    save_image(images.detach().float().cpu(), tmp, nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_image(images.detach().float().cpu(), tmp, nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
     return path
 
 
@@ -67,8 +68,7 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_
         ax.set_xlabel("step")
         ax.legend()
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
     return out

@@ -1,0 +1,35 @@
+"""Atomic file writes: a reader never sees half a file, and a killed writer leaves the old file (or none)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside target for a writer that takes a path (savefig, save_image); renamed over target
+    when the block ends, removed if it raises. suffix: an extension the writer needs to pick its format."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{suffix or target.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:  # flush the writer's data to disk before the rename makes it visible
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(target: str | os.PathLike, data: bytes | str) -> Path:
+    """Write bytes or UTF-8 text to target atomically (a temporary file beside it, fsync, rename); returns target.
+
+    A plain open (not mkstemp, which makes 0600 files) so the file gets the usual umask permissions."""
+    target = Path(target)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(payload)
+    return target
