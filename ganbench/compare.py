@@ -362,6 +362,23 @@ def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: s
     return ran
 
 
+def collect_samples(units: list[Unit], out: Path) -> list[Path]:
+    """Each run's sample grid at the end of the budget, as out/samples/<variant>-seed<k>.png, to look at side by
+    side (run directories may be large and are not meant to be kept)."""
+    import shutil
+
+    copied = []
+    for unit in units:
+        grid = unit.run_dir / "samples" / f"step_{unit.steps:07d}.png"
+        if grid.is_file():
+            target = out / "samples" / f"{_slug(unit.variant)}-seed{unit.seed}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(grid, tmp)
+            copied.append(target)
+    return copied
+
+
 def _worker(args: tuple[CompareSpec, Unit, Path, str, int]) -> tuple[str, int, float]:
     spec, unit, out, device, threads = args
     import torch
@@ -415,6 +432,7 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
             for fut in as_completed([pool.submit(_worker, w) for w in work]):
                 variant, seed, spent = fut.result()
                 yield f"{variant} seed {seed}: trained ({spent:.0f} s) and evaluated"
+    collect_samples(units, out)
     ran = evaluate_baseline(spec, units, out, devices[0], progress=progress)
     if ran:
         yield f"{BASELINE}: {ran} probe(s) run"

@@ -231,3 +231,16 @@ def test_the_folder_keeps_the_specs_variant_order_for_its_table(tmp_path):
                            "probe": "digits-10", "variants": {"zz": {"objective": "ns"}, "aa": {"objective": "lsgan"}}})
     (tmp_path / "spec.json").write_text(spec_json(spec))
     assert list(spec_of_folder(tmp_path).variants) == ["zz", "aa"]
+
+
+def test_final_sample_grids_are_collected_side_by_side(tmp_path):
+    from ganbench.compare import collect_samples
+
+    spec = read_spec(write_spec(tmp_path))
+    units = plan(spec, tmp_path / "out")
+    grid = units[0].run_dir / "samples" / f"step_{units[0].steps:07d}.png"
+    grid.parent.mkdir(parents=True)
+    grid.write_bytes(b"\x89PNG fake")
+    copied = collect_samples(units, tmp_path / "out")
+    assert copied == [tmp_path / "out" / "samples" / "ns-seed0.png"]
+    assert copied[0].read_bytes() == b"\x89PNG fake"
