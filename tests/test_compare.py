@@ -186,18 +186,23 @@ def test_jobs_run_trainings_at_once_with_the_same_table(tmp_path):
     assert {r["variant"] for r in table(parallel)} == {"ns", BASELINE}
 
 
+def fake_inception_spec(steps: int):
+    """One tiny dcgan32 on synthetic images, scored with Inception every 2 steps."""
+    return spec_from_dict({
+        "name": "fake-inception", "dataset": "fake", "max_images": 32, "model": "dcgan32", "seeds": [0],
+        "budget": {"steps": steps}, "eval_every": 2, "metrics": "inception", "n_samples": 10, "baseline": False,
+        "train": {"ngf": 4, "ndf": 4, "nz": 8, "batch_size": 16},
+        "variants": {"ns": {"objective": "ns"}},
+    })
+
+
 @pytest.mark.slow
 def test_inception_metrics_along_training_with_one_reference_pass(tmp_path, monkeypatch):
     from ganbench.metrics.inception import write_random_inception_weights
 
     weights = write_random_inception_weights(tmp_path / "inception.pth", seed=0)
     monkeypatch.setenv("GANBENCH_INCEPTION_WEIGHTS", str(weights))
-    spec = spec_from_dict({
-        "name": "fake-inception", "dataset": "fake", "max_images": 32, "model": "dcgan32", "seeds": [0],
-        "budget": {"steps": 4}, "eval_every": 2, "metrics": "inception", "n_samples": 10, "baseline": False,
-        "train": {"ngf": 4, "ndf": 4, "nz": 8, "batch_size": 16},
-        "variants": {"ns": {"objective": "ns"}},
-    })
+    spec = fake_inception_spec(steps=4)
     out = tmp_path / "out"
     list(run_compare(spec, out, progress=False))
     records = [r for r in read_records(out / "records") if r["kind"] == "quality"]
@@ -211,12 +216,7 @@ def test_inception_metrics_along_training_with_one_reference_pass(tmp_path, monk
 def test_sample_columns_say_when_inception_weights_are_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("GANBENCH_INCEPTION_WEIGHTS", "")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    spec = spec_from_dict({
-        "name": "no-weights", "dataset": "fake", "max_images": 64, "model": "dcgan32", "seeds": [0],
-        "budget": {"steps": 2}, "eval_every": 2, "metrics": "inception", "n_samples": 20, "baseline": False,
-        "train": {"ngf": 4, "ndf": 4, "nz": 8, "batch_size": 16},
-        "variants": {"ns": {"objective": "ns"}},
-    })
+    spec = fake_inception_spec(steps=2)
     out = tmp_path / "out"
     list(run_compare(spec, out, progress=False))
     row = table(out)[0]
