@@ -213,7 +213,7 @@ def test_architecture_options_train_and_are_recorded(tmp_path, arch):
         assert ckpt["model"]["kwargs"][key] == value
 
 
-@pytest.mark.parametrize("objective", ["ns", "wgan-gp"])
+@pytest.mark.parametrize("objective", ["ns", "minimax", "lsgan", "hinge", "wgan-gp", "feature-matching"])
 def test_resume_is_bit_exact_for_every_objective(tmp_path, objective):
     cfg = tiny(objective=objective, steps=6, checkpoint_every=3)
     train(cfg, tmp_path / "once", progress=False)
