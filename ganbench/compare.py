@@ -587,7 +587,7 @@ def plot_comparison(out: Path, spec: CompareSpec, units: list[Unit]) -> Path | N
     """curves.png: probe accuracy and FID against images seen, a line per variant (mean) with a band (min..max over
     seeds), and the random-D baseline as a dashed line."""
     records = read_records(out / "records") if (out / "records").is_dir() else []
-    if not records:
+    if not records or not (spec.probe or any(r.get("kind") == "quality" for r in records)):
         return None
     import matplotlib
 
@@ -595,8 +595,8 @@ def plot_comparison(out: Path, spec: CompareSpec, units: list[Unit]) -> Path | N
     import matplotlib.pyplot as plt
 
     fid_key = "digits_fid" if spec.metrics == "digits" else "fid"
-    panels = [("probe", "test_accuracy_mean", f"{spec.probe} test accuracy %")]
-    if spec.metrics != "none":
+    panels = [("probe", "test_accuracy_mean", f"{spec.probe} test accuracy %")] if spec.probe else []
+    if any(r.get("kind") == "quality" for r in records):
         panels.append(("quality", fid_key, "digits-FID" if spec.metrics == "digits" else "FID"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     for ax, (kind, key, title) in zip(axes[0], panels):
