@@ -22,7 +22,12 @@ class GanbenchGroup(click.Group):
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except GanbenchError as exc:
-            click.echo(f"ganbench: error: {exc}", err=True)
+            # under torchrun every rank stops; rank 0's error is printed once, not by each rank again
+            if not getattr(exc, "mirrored", False):
+                from ganbench import distributed
+
+                where = f" (rank {distributed.rank()})" if distributed.rank() > 0 else ""
+                click.echo(f"ganbench: error{where}: {exc}", err=True)
             sys.exit(2)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
@@ -137,6 +142,11 @@ def _train_options(func):
         click.option("--sample-every", type=int, help="Steps between sample grids. [500]"),
         click.option("--checkpoint-every", type=int, help="Steps between checkpoints. [1000]"),
         click.option("--n-samples", type=int, help="Images in each sample grid. [64]"),
+        click.option("--sync-bn", is_flag=True, default=None,
+                     help="Under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm), as one "
+                          "process would compute them; no effect in a single process."),
+        click.option("--tensorboard", is_flag=True, default=None,
+                     help="Also write TensorBoard event files in --out (pip install 'ganbench[tensorboard]')."),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -175,11 +185,18 @@ def _collect_config(ctx: click.Context, config_file: str | None) -> tuple[TrainC
 @click.pass_context
 def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: bool, overwrite: bool,
               quiet: bool, **_: object) -> None:
-    """Train a GAN; writes config.toml, metrics.jsonl, samples/, curves.png and checkpoints/ under --out."""
+    """Train a GAN; writes config.toml, metrics.jsonl, samples/, curves.png and checkpoints/ under --out.
+
+    Under `torchrun --nproc-per-node N -m ganbench train ...` the run is data-parallel: --batch-size is the global
+    batch, split across the N processes, and rank 0 writes the files.
+    """
+    from ganbench import distributed
     from ganbench.train.loop import train
 
     cfg, explicit = _collect_config(ctx, config_file)
     result = train(cfg, out, resume=resume, overwrite=overwrite, explicit=explicit, progress=not quiet)
+    if not distributed.is_main():
+        return
     m = result.final_metrics
     click.echo(
         f"trained {result.steps} steps: loss_D {m.get('loss_d', float('nan')):.4f}, "

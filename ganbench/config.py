@@ -57,6 +57,8 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 1000
     n_samples: int = 64
+    sync_bn: bool = False
+    tensorboard: bool = False
 
     def validate(self) -> TrainConfig:
         """Refuse values no run could use, each with the accepted ones."""
@@ -149,6 +151,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def write_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write cfg as TOML."""
-    Path(path).write_text(tomli_w.dumps(cfg.to_dict()))
+def write_config(cfg: TrainConfig, path: str | Path, note: str | None = None) -> None:
+    """Write cfg as TOML, after note as comment lines when given (e.g. how a torchrun job split the batch)."""
+    head = "".join(f"# {line}\n" for line in note.splitlines()) if note else ""
+    Path(path).write_text(head + tomli_w.dumps(cfg.to_dict()))

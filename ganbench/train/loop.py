@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench import __version__
+from ganbench import __version__, distributed
 from ganbench.checkpoint import (
     build_from_checkpoint,
     link_or_copy,
@@ -26,7 +26,6 @@ from ganbench.checkpoint import (
 )
 from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
-from ganbench.devices import pick_device
 from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
 from ganbench.models.base import generate, to_signed_unit
 from ganbench.objectives import Objective
@@ -35,7 +34,7 @@ from ganbench.registry import get_objective, get_variant, load_objective_file, l
 from ganbench.train.artifacts import plot_curves, save_grid
 
 # settings a resumed run may change; everything else must match the run directory's config
-RESUMABLE = ("steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every")
+RESUMABLE = ("steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "tensorboard")
 
 
 @dataclass
@@ -53,16 +52,20 @@ class BatchSource:
     The permutation of epoch e depends only on (seed, e), so a resumed run draws the same batches.
     The store is moved to the device once when it fits comfortably; otherwise batches are gathered from
     the (memory-mapped) array, which stays decoded on disk.
+    part (rank, world size): under torchrun batch_size is the global batch and each rank gets its contiguous
+    slice of the same global batch indices, so the ranks together see exactly what one process would.
     """
 
     def __init__(self, images: np.ndarray, batch_size: int, seed: int, device: torch.device,
-                 channels: int, channels_last: bool):
+                 channels: int, channels_last: bool, part: tuple[int, int] = (0, 1)):
         self.n = len(images)
         if self.n < batch_size:
             raise ConfigError(
                 f"batch size {batch_size} exceeds the {self.n} images of the dataset; lower --batch-size"
             )
         self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.rank, self.world = part
+        self.local = batch_size // self.world
         self.steps_per_epoch = self.n // batch_size
         self.repeat = channels // images.shape[1] if images.shape[1] != channels else 1
         if images.shape[1] * self.repeat != channels:
@@ -89,6 +92,8 @@ class BatchSource:
     def batch(self, step: int) -> torch.Tensor:
         epoch, pos = divmod(step, self.steps_per_epoch)
         idx = self._permutation(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
+        if self.world > 1:
+            idx = idx[self.rank * self.local:(self.rank + 1) * self.local]
         if self.images is not None:
             x = self.images[idx.to(self.images.device)]
         else:
@@ -194,27 +199,41 @@ def train(
     """Train a GAN as cfg says, writing config.toml, metrics.jsonl, samples/, curves.png and checkpoints/ in out.
 
     explicit: names of settings the user gave on this call (only matters with resume).
+
+    Under torchrun (several processes) the run is data-parallel: cfg.batch_size is the global batch, split across
+    the ranks; rank 0 prepares the run directory and writes every file; see ganbench.distributed.
     """
     out = Path(out)
     cfg.validate()
+    if distributed.launched():
+        distributed.setup(cfg.device)  # the process group first: the steps below share their errors through it
+    world, rank = distributed.world_size(), distributed.rank()
     if not resume:  # unknown model, objective or option: refused before --overwrite deletes anything
         resolve_config(cfg)
-    prepare_run_dir(out, resume, overwrite)
+    distributed.on_main(lambda: prepare_run_dir(out, resume, overwrite))
     ckpt = None
     if resume:
         ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
         saved = TrainConfig.from_dict(ckpt["config"], where=str(out / "checkpoints" / "last.pt"))
         cfg = merge_resume_config(saved, cfg, explicit or set())
     cfg = resolve_config(cfg)
+    if world > 1 and cfg.batch_size % world:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch of {world} processes and must be a "
+                          f"multiple of {world}; pass --batch-size {cfg.batch_size // world * world or world}")
+    progress = progress and rank == 0
+    if cfg.tensorboard:
+        _require_tensorboard()
 
-    device = pick_device(cfg.device)
+    device = distributed.setup(cfg.device)
     _set_determinism(cfg.deterministic, device)
     if cfg.amp == "fp16" and device.type != "cuda":
         raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or off")
 
     variant = get_variant(cfg.model)
-    store = load_images(cfg.dataset, cfg.data_root, cfg.split, image_size=variant.image_size,
-                        download=cfg.download, max_images=cfg.max_images, progress=progress)
+    # rank 0 decodes the store (once), the others then memory-map what it wrote
+    store = distributed.main_first(lambda: load_images(
+        cfg.dataset, cfg.data_root, cfg.split, image_size=variant.image_size, download=cfg.download,
+        max_images=cfg.max_images, progress=progress))
     channels = cfg.channels or int(store.images.shape[1])
     if "channels" not in variant.defaults and cfg.channels is None:
         channels = None  # a model with a fixed channel count; BatchSource checks the data fits it
@@ -229,6 +248,9 @@ def train(
         gen, disc, _ = build_from_checkpoint(ckpt, cfg.variant_file)
     else:
         gen, disc = variant.build(**model_kwargs)
+    if world > 1 and cfg.sync_bn:  # BatchNorm over the global batch, as one process would compute it
+        gen = distributed.convert_sync_batchnorm(gen, device)
+        disc = distributed.convert_sync_batchnorm(disc, device)
     gen.to(device)
     disc.to(device)
     if cfg.channels_last:
@@ -252,22 +274,48 @@ def train(
                 scaler.load_state_dict(ckpt[key])
         z_gen.set_state(ckpt["rng"]["z"].to("cpu"))
         objective.load_state_dict((ckpt.get("objective") or {}).get("state") or {})
-        torch.set_rng_state(ckpt["rng"]["torch"].to("cpu"))
         start = int(ckpt["step"])
+        ranks_rng = ckpt["rng"].get("torch_ranks")
+        if world == 1 or rank == 0:
+            torch.set_rng_state(ckpt["rng"]["torch"].to("cpu"))
+        elif ranks_rng is not None and len(ranks_rng) == world:
+            torch.set_rng_state(ranks_rng[rank].to("cpu"))
+        else:  # resumed with another number of processes: a fresh stream per rank, fixed by seed and step
+            torch.manual_seed(cfg.seed + 7919 * rank + 1_000_003 * start)
+    elif world > 1 and rank > 0:
+        torch.manual_seed(cfg.seed + 7919 * rank)  # each rank its own stream (e.g. WGAN-GP's interpolation weights)
 
-    data = BatchSource(store.images, cfg.batch_size, cfg.seed, device, disc.channels, cfg.channels_last)
+    data = BatchSource(store.images, cfg.batch_size, cfg.seed, device, disc.channels, cfg.channels_last,
+                       part=(rank, world))
     k_d = cfg.d_steps or 1  # D minibatches per G update; a step is one G update and reads k_d real minibatches
     total = cfg.steps if cfg.steps is not None else math.ceil((cfg.epochs or 25) * data.steps_per_epoch / k_d)
     if start >= total:
         raise ConfigError(f"{out} is already at step {start}; pass --steps above {start} to train further")
 
-    (out / "samples").mkdir(exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    write_config(cfg, out / "config.toml")
+    note = None
+    if world > 1:
+        note = (f"torchrun: {world} processes; batch_size {cfg.batch_size} is the global batch "
+                f"({cfg.batch_size // world} images per process)" + (", SyncBatchNorm" if cfg.sync_bn else ""))
+
+    def write_run_files() -> None:
+        (out / "samples").mkdir(exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        write_config(cfg, out / "config.toml", note)
+
+    distributed.on_main(write_run_files)
     fixed_z = gen.sample_z(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed + 2),
                            device="cpu").to(device)
 
-    g_step, d_step = (torch.compile(gen), torch.compile(disc)) if cfg.compile else (gen, disc)
+    g_train, d_train = gen, disc
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        g_train = DistributedDataParallel(gen, device_ids=ids)
+        d_train = DistributedDataParallel(disc, device_ids=ids)
+    g_step, d_step = (torch.compile(g_train), torch.compile(d_train)) if cfg.compile else (g_train, d_train)
+    # G's update runs D without weight gradients: through D itself, not DDP's wrapper, which would wait for them
+    d_for_g = d_step if world == 1 else (torch.compile(disc) if cfg.compile else disc)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
         if cfg.amp != "off" else contextlib.nullcontext()
@@ -276,21 +324,32 @@ def train(
         "ganbench": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
         "device": str(device), "dataset": store.meta,
     }
+    if world > 1:
+        provenance["world_size"] = world
     record = model_record(variant, model_kwargs)
 
     def save(step: int) -> Path:
-        payload = {
-            "model": record, "G": gen.state_dict(), "D": disc.state_dict(),
-            "opt_G": opt_g.state_dict(), "opt_D": opt_d.state_dict(),
-            "scaler_D": scaler_d.state_dict() if scaler_d.is_enabled() else None,
-            "scaler_G": scaler_g.state_dict() if scaler_g.is_enabled() else None,
-            "step": step, "rng": {"torch": torch.get_rng_state(), "z": z_gen.get_state()},
-            "objective": {"name": objective.name, "state": objective.state_dict()},
-            "config": cfg.to_dict(), "provenance": provenance,
-        }
-        path = save_checkpoint(payload, out / "checkpoints" / f"step_{step:07d}.pt")
-        link_or_copy(path, out / "checkpoints" / "last.pt")
-        return path
+        rng = {"torch": torch.get_rng_state(), "z": z_gen.get_state()}
+        if world > 1:  # every rank's stream, so that each rank resumes its own
+            rng["torch_ranks"] = distributed.all_gather_object(torch.get_rng_state())
+
+        def write() -> Path:
+            payload = {
+                "model": record, "G": gen.state_dict(), "D": disc.state_dict(),
+                "opt_G": opt_g.state_dict(), "opt_D": opt_d.state_dict(),
+                "scaler_D": scaler_d.state_dict() if scaler_d.is_enabled() else None,
+                "scaler_G": scaler_g.state_dict() if scaler_g.is_enabled() else None,
+                "step": step, "rng": rng,
+                "objective": {"name": objective.name, "state": objective.state_dict()},
+                "config": cfg.to_dict(), "provenance": provenance,
+            }
+            path = save_checkpoint(payload, out / "checkpoints" / f"step_{step:07d}.pt")
+            link_or_copy(path, out / "checkpoints" / "last.pt")
+            plot_curves(metrics_path, out / "curves.png", objective.output_kind)
+            return path
+
+        distributed.on_main(write)
+        return out / "checkpoints" / f"step_{step:07d}.pt"
 
     # device-side accumulators: no host sync per step, one per log interval
     zero = torch.zeros((), device=device)
@@ -322,7 +381,7 @@ def train(
     def update_g(x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         disc.requires_grad_(False)  # no weight gradients for D in the G step
         with autocast:
-            loss, logs = objective.g_loss(d_step, x, fake)
+            loss, logs = objective.g_loss(d_for_g, x, fake)
         opt_g.zero_grad(set_to_none=True)
         scaler_g.scale(loss).backward()
         scaler_g.step(opt_g)
@@ -332,10 +391,16 @@ def train(
         return loss.detach()
 
     def check_finite() -> None:
-        bad = int(first_bad)
+        if world > 1:  # the first bad step of any rank stops every rank, with the same message
+            never = torch.iinfo(torch.long).max
+            anywhere = distributed.all_reduce_(torch.where(first_bad < 0, never, first_bad), "min")
+            bad = int(anywhere)
+            bad = -1 if bad == never else bad
+        else:
+            bad = int(first_bad)
         if bad >= 0:
             where = f"last good checkpoint {last_ckpt}" if last_ckpt.exists() else "no checkpoint was written"
-            raise TrainingDiverged(
+            raise (TrainingDiverged if rank == 0 else distributed.MirroredError)(
                 f"loss became NaN or infinite at step {bad + 1}; training stopped ({where}); "
                 "lower --lr or try --amp off"
             )
@@ -347,6 +412,40 @@ def train(
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value), torch.tensor(step, device=device),
                                 first_bad)
 
+    def draw_z() -> torch.Tensor:
+        z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+        # every rank draws the global batch of z from the same stream and keeps its slice
+        return z if world == 1 else z[rank * data.local:(rank + 1) * data.local]
+
+    sampler = None  # rank 0's G for sample grids: a plain copy when G's BatchNorm would wait for the other ranks
+
+    def sample_grid(done: int) -> None:
+        nonlocal sampler
+        net = gen
+        if world > 1 and cfg.sync_bn:
+            if sampler is None:
+                with torch.random.fork_rng(devices=[]):
+                    sampler = variant.build(**model_kwargs)[0].to(device)
+            sampler.load_state_dict(gen.state_dict())
+            net = sampler
+        images = generate(net, fixed_z)
+        save_grid(images, out / "samples" / f"step_{done:07d}.png")
+        if writer is not None:
+            from torchvision.utils import make_grid
+
+            writer.add_image("samples", make_grid(images.cpu(), nrow=max(1, round(len(images) ** 0.5)),
+                                                  normalize=True, value_range=(-1, 1)), done)
+
+    def write_row(row: dict[str, Any]) -> None:
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    writer.add_scalar(f"train/{key}", value, row["step"])
+            writer.flush()
+
+    writer = _tensorboard_writer(out) if cfg.tensorboard and rank == 0 else None
     bar = _progress_bar(total, start, progress)
     step = start
     try:
@@ -356,7 +455,7 @@ def train(
             if cfg.schedule == "simultaneous":
                 for j in range(k_d):  # D on k_d fresh minibatches; G's update reuses the last fake batch
                     x = data.batch(step * k_d + j)
-                    z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                    z = draw_z()
                     with autocast, torch.set_grad_enabled(j == k_d - 1):
                         fake = g_step(z)
                     loss_d = update_d(x, fake.detach())
@@ -365,13 +464,13 @@ def train(
                 loss_g = update_g(x, fake)
             elif step % 2 == 1:  # alternating, as in the authors' code: this minibatch updates D only
                 x = data.batch(step)
-                z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                z = draw_z()
                 with torch.no_grad(), autocast:
                     fake = g_step(z)
                 loss_d = update_d(x, fake)
             else:  # alternating, even minibatch: G only (the authors' loop starts with a G update)
                 x = data.batch(step)
-                z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
+                z = draw_z()
                 with autocast:
                     fake = g_step(z)
                 loss_g = update_g(x, fake)
@@ -384,9 +483,13 @@ def train(
                 check_finite()
                 elapsed = time.perf_counter() - t_window
                 rate = imgs_window / elapsed if elapsed > 0 else 0.0
+                if world > 1:  # window means over every rank's images: one collective per log interval
+                    keys = sorted(sums)
+                    total_sums = distributed.all_reduce_(torch.stack([sums[k] for k in keys])) / world
+                    sums.update(zip(keys, total_sums.unbind()))
                 final = _log_row(sums, counts, sides, done, rate, time.perf_counter() - t_start)
-                with open(metrics_path, "a") as fh:
-                    fh.write(json.dumps(final) + "\n")
+                if rank == 0:
+                    write_row(final)
                 shown = {k: f"{v:.3g}" for k, v in final.items() if k not in ("step", "images_per_s", "elapsed_s")}
                 bar.set_postfix(**shown, img_s=f"{rate:.0f}", refresh=False)
                 sums.clear()
@@ -394,14 +497,16 @@ def train(
                 t_window, imgs_window = time.perf_counter(), 0
             if done % cfg.sample_every == 0 or done == total:
                 check_finite()
-                save_grid(generate(gen, fixed_z), out / "samples" / f"step_{done:07d}.png")
+                if rank == 0:
+                    sample_grid(done)
             if done % cfg.checkpoint_every == 0 or done == total:
                 check_finite()
                 last_ckpt = save(done)
-                plot_curves(metrics_path, out / "curves.png", objective.output_kind)
             bar.update(1)
     finally:
         bar.close()
+        if writer is not None:
+            writer.close()
     return TrainResult(out, total, out / "checkpoints" / "last.pt", rate, final)
 
 
@@ -414,6 +519,21 @@ def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], sides: dict[
             row[name] = float(sums[name]) / max(counts[sides[name]], 1)
     row.update(images_per_s=rate, elapsed_s=elapsed)
     return row
+
+
+def _require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package; install it with "
+                          "pip install 'ganbench[tensorboard]'") from None
+
+
+def _tensorboard_writer(out: Path):
+    """A SummaryWriter whose event files lie in the run directory, beside metrics.jsonl."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(out))
 
 
 def _progress_bar(total: int, start: int, enabled: bool):
