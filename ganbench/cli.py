@@ -347,9 +347,9 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
     if kw["trials"] is not None and kw["trials"] < 1:
         raise click.BadParameter("must be at least 1", param_hint="--trials")
-    from ganbench.devices import pick_device
+    from ganbench import distributed
 
-    device = str(pick_device(kw["device"]))
+    device = str(distributed.setup(kw["device"]))  # under torchrun: this rank's device, the process group up
     d = load_discriminator(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
                            device=device, model_kwargs=_parse_key_values(kw["model_args"]))
     for name in protocols:
@@ -359,6 +359,8 @@ def _run_probe(protocols: list[str], **kw) -> None:
             device=device, batch_size=kw["batch_size"], seed=kw["seed"], trials=kw["trials"],
             download=kw["download"], label=kw["label"], notes=list(kw["notes"]), progress=not kw["quiet"],
             allow_resize=kw["allow_resize"])
+        if record is None:  # a rank other than 0 under torchrun: rank 0 fits the SVM and writes the record
+            continue
         if not kw["no_record"]:
             path = Path(kw["records"] or Path("results") / "records" / f"{name}.jsonl")
             append_record(record, path)
@@ -519,23 +521,26 @@ def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, f
     """Export discriminator features (every layer max-pooled to 4x4, concatenated) as an .npy for other tools."""
     import numpy as np
 
+    from ganbench import distributed
     from ganbench.data import load_images
-    from ganbench.devices import pick_device
     from ganbench.evaluate import load_discriminator
     from ganbench.features import FeatureSpec, extract_features, parse_layers, train_batch_statistics
 
-    dev = pick_device(device)
+    dev = distributed.setup(device)  # under torchrun the batches are shared out and gathered on rank 0
     d = load_discriminator(checkpoint, variant_file=variant_file, device=str(dev))
-    store = load_images(dataset, data_root, split, image_size=d.disc.image_size, progress=not quiet)
+    store = distributed.main_first(
+        lambda: load_images(dataset, data_root, split, image_size=d.disc.image_size, progress=not quiet))
     chosen = parse_layers(layers, len(d.disc.layer_shapes()))
     stats = None
     if bn_stats == "train-batches":
-        calib = store if split == "train" else load_images(dataset, data_root, "train",
-                                                           image_size=d.disc.image_size, progress=not quiet)
+        calib = store if split == "train" else distributed.main_first(lambda: load_images(
+            dataset, data_root, "train", image_size=d.disc.image_size, progress=not quiet))
         stats = train_batch_statistics(d.disc, np.asarray(calib.images), 128, dev, progress=not quiet)
     spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype)
     matrix = extract_features(d.disc, store, spec, bn_stats_values=stats, batch_size=batch_size, device=dev,
                               out=out, progress=not quiet)
+    if matrix is None:  # another rank than 0: rank 0 has written the file
+        return
     np.save(Path(out).with_suffix(".labels.npy"), np.asarray(store.labels))
     click.echo(f"wrote {out}: {matrix.shape[0]} x {matrix.shape[1]} {feature_dtype} (labels beside it)")
 

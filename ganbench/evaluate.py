@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganbench import distributed
 from ganbench.checkpoint import (
     build_from_checkpoint,
     file_sha256,
@@ -19,7 +20,6 @@ from ganbench.checkpoint import (
     training_provenance,
 )
 from ganbench.data import ImageStore, load_images
-from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
 from ganbench.features import FeatureSpec, extract_features, feature_dim, parse_layers, train_batch_statistics
 from ganbench.models.base import Discriminator
@@ -150,8 +150,11 @@ def evaluate_representation(
     svm_backend: str = "torch", device: str = "auto", batch_size: int = 256, seed: int = 0,
     trials: int | None = None, download: bool = False, label: str | None = None, notes: list[str] | None = None,
     progress: bool = True, allow_resize: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Run one protocol on one discriminator and return its record (not yet written).
+
+    Under torchrun the feature extraction is shared out among the ranks and gathered on rank 0, which fits the
+    L2-SVM (on its device) and returns the record; the other ranks return None.
 
     allow_resize: evaluate a model whose image size differs from the dataset's (the images are resized to it);
     refused otherwise for CIFAR-10 and SVHN, whose protocols are defined on their 32x32 images.
@@ -160,12 +163,14 @@ def evaluate_representation(
         raise ConfigError(f"unknown protocol {protocol_name!r}; choose one of {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[protocol_name]
     resized = _check_image_size(protocol, d.disc.image_size, allow_resize)
-    dev = pick_device(device)
+    dev = distributed.setup(device)
     t_start = time.perf_counter()
     disc = d.disc.to(dev)
     chosen = parse_layers(layers, len(disc.layer_shapes()))
     dim = feature_dim(disc, chosen)
-    train, test, tr_idx, te_idx = _stores(protocol, data_root, disc.image_size, seed, download, progress)
+    # rank 0 decodes the stores once; the other ranks then map them
+    train, test, tr_idx, te_idx = distributed.main_first(
+        lambda: _stores(protocol, data_root, disc.image_size, seed, download, progress))
     y_all = np.asarray(train.labels)
     y_train = y_all if tr_idx is None else y_all[tr_idx]
     validation, pool = _split(protocol, y_train, seed)
@@ -185,6 +190,8 @@ def evaluate_representation(
                                    progress=progress)
     feats_test = feats_train if test is train else extract_features(
         disc, test, spec, bn_stats_values=stats, batch_size=batch_size, device=dev, progress=progress)
+    if not distributed.is_main():
+        return None
     if tr_idx is not None:
         X, X_test, y_test = np.asarray(feats_train[tr_idx]), np.asarray(feats_train[te_idx]), y_all[te_idx]
     else:

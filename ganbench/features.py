@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganbench import distributed
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
 from ganbench.files import atomic_write
@@ -83,17 +84,24 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
     """The authors' BN statistics: over images in batches of batch_size, each batch's mean and biased variance of
     every BN layer's input (the network normalising with batch statistics, as in training), averaged over batches.
 
-    Returns one (mean, var) pair per BatchNorm module in module order.
+    Returns one (mean, var) pair per BatchNorm module in module order. Under torchrun each rank passes its share
+    of the batches and the per-batch statistics are summed in batch order on every rank: the same bits as one
+    process.
     """
     bns = _batchnorms(disc)
     sums = [[None, None] for _ in bns]
     hooks = []
+    sharded = distributed.active()
+    per_batch: list[list[tuple]] = []  # under torchrun: (BN index, mean, var) of this rank's batches, in order
 
     def make_hook(i: int):
         def hook(module, inputs):
             x = inputs[0].double()
             dims = [0] + list(range(2, x.dim()))
             mean, var = x.mean(dims), x.var(dims, unbiased=False)
+            if sharded:
+                per_batch[-1].append((i, mean.cpu(), var.cpu()))
+                return
             sums[i][0] = mean if sums[i][0] is None else sums[i][0] + mean
             sums[i][1] = var if sums[i][1] is None else sums[i][1] + var
         return hook
@@ -108,10 +116,12 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
         for bn in bns:
             bn.momentum = 0.0
         n_batches = 0
-        for start in _progress(range(0, len(images), batch_size), progress, "BN statistics", batch_size, len(images)):
+        lo, hi = distributed.shard(len(images), batch_size) if sharded else (0, len(images))
+        for start in _progress(range(lo, hi, batch_size), progress, "BN statistics", batch_size, hi - lo):
             chunk = images[start:start + batch_size]
             if len(chunk) < 2:
                 continue  # a batch of one has no variance; the authors' loop never produced one
+            per_batch.append([])
             disc.feature_maps(_to_input(chunk, disc.channels, torch.device(device)))
             n_batches += 1
     finally:
@@ -122,6 +132,14 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
             bn.running_mean.copy_(rm)
             bn.running_var.copy_(rv)
         disc.train(was_training)
+    if sharded:  # every rank's batches in rank (= batch) order, summed as one process sums them
+        every = [b for part in distributed.all_gather_object(per_batch) for b in part]
+        n_batches = len(every)
+        for batch in every:
+            for i, mean, var in batch:
+                sums[i][0] = mean if sums[i][0] is None else sums[i][0] + mean
+                sums[i][1] = var if sums[i][1] is None else sums[i][1] + var
+        sums = [[m.to(device) if m is not None else m, v.to(device) if v is not None else v] for m, v in sums]
     if n_batches == 0:
         raise ConfigError("train-batches BN statistics need at least 2 training images")
     return [(m / n_batches, v / n_batches) for m, v in sums]
@@ -170,6 +188,9 @@ def extract_features(
 
     bn_stats_values: the (mean, var) pairs for bn_stats="train-batches" (see train_batch_statistics).
     out: write the matrix to this .npy path instead of the cache.
+
+    Under torchrun the batches are shared out among the ranks (each rank the very batches one process would run)
+    and gathered in order on rank 0, which writes the file and returns the matrix; the other ranks return None.
     """
     if spec.bn_stats not in BN_MODES:
         raise ConfigError(f"unknown --bn-stats {spec.bn_stats!r}; choose one of {', '.join(BN_MODES)}")
@@ -183,12 +204,12 @@ def extract_features(
         folder = cache_dir() / "features"
         path = folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{spec.key(store)[:20]}.npy"
         if use_cache:
-            cached = _load_cached(path, (n, dim), spec.dtype)
-            if cached is not None:
+            cached = distributed.on_main(lambda: _load_cached(path, (n, dim), spec.dtype))
+            if distributed.broadcast_object(cached is not None):
                 return cached
     else:
         path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    distributed.on_main(lambda: path.parent.mkdir(parents=True, exist_ok=True))
 
     bns = _batchnorms(disc)
     if spec.bn_stats == "train-batches" and bns:
@@ -201,24 +222,34 @@ def extract_features(
     disc.train(spec.bn_stats == "batch")
     for bn in bns:
         bn.momentum = 0.0
+    main = distributed.is_main()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     sidecar = path.with_suffix(".json")
-    sidecar.unlink(missing_ok=True)
+    if main:
+        sidecar.unlink(missing_ok=True)
     try:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim))
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim)) \
+            if main else None
+        lo, hi = distributed.shard(n, batch_size)  # (0, n) in a single process
+        rows = matrix if not distributed.active() else np.empty((hi - lo, dim), FEATURE_DTYPES[spec.dtype])
         wanted = set(spec.layers)
-        for start in _progress(range(0, n, batch_size), progress, "features", batch_size, n):
+        for start in _progress(range(lo, hi, batch_size), progress and main, "features", batch_size, hi - lo):
             x = _to_input(store.images[start:start + batch_size], disc.channels, device)
             maps = [m for i, m in enumerate(disc.feature_maps(x), 1) if i in wanted]
-            matrix[start:start + len(x)] = pool_maps(maps, spec.grid).float().cpu().numpy()
-        matrix.flush()
-        del matrix
-        os.replace(tmp, path)
+            rows[start - lo:start - lo + len(x)] = pool_maps(maps, spec.grid).float().cpu().numpy()
+        if distributed.active():
+            distributed.gather_rows(rows, out=matrix)
+        if main:
+            matrix.flush()
+            del matrix
+            os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
         for bn, mom in zip(bns, momenta):
             bn.momentum = mom
         disc.train(was_training)
+    if not main:
+        return None
     meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
             "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid,
             "calibration": spec.calibration, "dataset": store.meta}

@@ -8,6 +8,7 @@ manager), printing one plain line at most every `interval` seconds and once at c
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from numbers import Number
@@ -22,7 +23,10 @@ def progress_bar(total: int | None, desc: str, unit: str, initial: int = 0, enab
     """A tqdm bar when the stream (default sys.stderr) is a terminal, else a StatusLine; silent unless enabled.
 
     tqdm_options (e.g. smoothing) go to tqdm only; both kinds count from `initial` towards `total` (None: unknown).
+    Under torchrun only rank 0 shows bars (the others would repeat them).
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
+        enabled = False
     stream = sys.stderr if file is None else file
     if _is_terminal(stream):
         from tqdm.auto import tqdm
