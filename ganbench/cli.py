@@ -436,9 +436,11 @@ def _quality_options(func):
     return func
 
 
-def _report_quality(record: dict, records: str | None, no_record: bool, as_json: bool) -> None:
+def _report_quality(record: dict | None, records: str | None, no_record: bool, as_json: bool) -> None:
     from ganbench.report.records import append_record
 
+    if record is None:  # a rank other than 0 under torchrun; rank 0 reports
+        return
     if not no_record:
         append_record(record, Path(records or Path("results") / "records" / "quality.jsonl"))
     if as_json:
@@ -498,7 +500,8 @@ def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, d
     path = write_reference_statistics(source, out, inception_weights=inception_weights, data_root=data_root,
                                       fid_dims=int(fid_dims), batch_size=batch_size, device=device,
                                       progress=not quiet)
-    click.echo(f"wrote {path}")
+    if path is not None:  # None on ranks other than 0 under torchrun
+        click.echo(f"wrote {path}")
 
 
 # ------------------------------------------------------------------------------------- features, inspect

@@ -205,8 +205,9 @@ def gather_rows(local: np.ndarray, out: np.ndarray | None = None) -> np.ndarray 
     import torch.distributed as dist
 
     counts = all_gather_object((int(local.shape[0]), tuple(local.shape[1:]), str(local.dtype)))
-    tail, dtype = counts[0][1], counts[0][2]
-    if any(c[1] != tail or c[2] != dtype for c in counts):
+    filled = [c for c in counts if c[0] > 0] or counts  # a rank without rows may pass any empty array
+    tail, dtype = filled[0][1], filled[0][2]
+    if any(c[1] != tail or c[2] != dtype for c in filled):
         raise RuntimeError(f"ranks produced rows of different shapes or types: {counts}")
     dev = _backend_device()
     row_bytes = max(1, int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize)
@@ -215,7 +216,8 @@ def gather_rows(local: np.ndarray, out: np.ndarray | None = None) -> np.ndarray 
     if is_main():
         if out is None:
             out = np.empty((total, *tail), dtype=dtype)
-        out[:len(local)] = local
+        if len(local):
+            out[:len(local)] = local
         at = len(local)
         for src in range(1, world_size()):
             n = counts[src][0]

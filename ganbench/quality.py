@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganbench import distributed
 from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, training_provenance
-from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
 from ganbench.metrics.compute import compute_all
 from ganbench.metrics.fid import feature_statistics, load_statistics, save_statistics
-from ganbench.metrics.inception import InceptionFeatures, extract
+from ganbench.metrics.inception import InceptionFeatures, extract, iter_image_folder, list_image_files
 from ganbench.models.base import generate
 
 
@@ -53,9 +54,38 @@ def resolve_images(source: str, *, data_root: str | None = None, image_size: int
         from ganbench.data import load_images
 
         name, split = source.split(":", 1)
-        store = load_images(name, data_root, split, image_size=image_size, max_images=max_images)
+        store = distributed.main_first(  # rank 0 decodes the store once, the other ranks then map it
+            lambda: load_images(name, data_root, split, image_size=image_size, max_images=max_images))
         return np.asarray(store.images), f"dataset {name}:{split} ({store.meta.get('fingerprint', '')[:12]})"
     raise ConfigError(f"{source!r} is not a folder, an .npz of images or dataset:split (e.g. cifar10:train)")
+
+
+def sharded_extract(images: Any, *, batch_size: int, net: InceptionFeatures, dims: tuple[int, ...],
+                    progress: bool) -> dict[str, Any] | None:
+    """Inception features of images (an array or a folder) as `extract` returns them.
+
+    Under torchrun each rank runs its share of the batches (cut where one process cuts them) and rank 0 gathers
+    the rows in order; the other ranks return None. Other inputs (iterables) are not shared out.
+    """
+    if not distributed.active() or not isinstance(images, (str, os.PathLike, np.ndarray)):
+        feats = extract(images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+        return feats if distributed.is_main() else None
+    if isinstance(images, np.ndarray):
+        lo, hi = distributed.shard(len(images), batch_size)
+        part: Any = images[lo:hi]
+    else:
+        files = list_image_files(images)
+        lo, hi = distributed.shard(len(files), batch_size)
+        part = iter_image_folder(images, files[lo:hi])
+    empty = np.empty((0,), np.float32)
+    feats = extract(part, batch_size=batch_size, model=net, dims=dims, progress=progress) if hi > lo else \
+        {"pool3": empty, "logits": empty, "dims": {d: empty for d in dims}}
+    pool3 = distributed.gather_rows(feats["pool3"])
+    logits = distributed.gather_rows(feats["logits"])
+    lower = {d: distributed.gather_rows(feats["dims"][d]) for d in dims}
+    if not distributed.is_main():
+        return None
+    return {"pool3": pool3, "logits": logits, "dims": lower, "n": len(pool3), "info": dict(net.info)}
 
 
 def evaluate_quality(
@@ -64,15 +94,20 @@ def evaluate_quality(
     fid_dims: int = 2048, is_splits: int = 10, batch_size: int = 50, device: str = "auto", seed: int = 0,
     data_root: str | None = None, variant_file: str | None = None, label: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Score generated images (from a checkpoint or a folder/.npz) against a reference; return the record."""
+) -> dict[str, Any] | None:
+    """Score generated images (from a checkpoint or a folder/.npz) against a reference; return the record.
+
+    Under torchrun the Inception passes are shared out among the ranks; rank 0 computes the metrics and returns
+    the record, the other ranks None.
+    """
     if (checkpoint is None) == (samples is None):
         raise ConfigError("give a generator checkpoint or a folder of samples (exactly one)")
     if fid_dims not in (64, 192, 768, 2048):
         raise ConfigError(f"--fid-dims must be 64, 192, 768 or 2048, got {fid_dims}")
-    dev = pick_device(device)
+    dev = distributed.setup(device)
     t0 = time.perf_counter()
-    net = InceptionFeatures(inception_weights, device=dev, progress=progress)
+    # rank 0 fetches the weights if they must be downloaded; the others then read the cached file
+    net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress))
     dims = () if fid_dims == 2048 else (fid_dims,)
     model, training, ckpt_info = None, None, None
     if checkpoint is not None:
@@ -86,7 +121,7 @@ def evaluate_quality(
     else:
         fake_images, fake_desc = resolve_images(samples, data_root=data_root)
         image_size = 32
-    fake = extract(fake_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+    fake = sharded_extract(fake_images, batch_size=batch_size, net=net, dims=dims, progress=progress)
     real_stats, real = None, None
     ref_path = Path(ref)
     if ref_path.suffix == ".npz" and ref_path.is_file():
@@ -100,7 +135,9 @@ def evaluate_quality(
                 raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
     if real_stats is None:
         ref_images, _ = resolve_images(ref, data_root=data_root, image_size=image_size)
-        real = extract(ref_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+        real = sharded_extract(ref_images, batch_size=batch_size, net=net, dims=dims, progress=progress)
+    if not distributed.is_main():
+        return None
     pick = (lambda f: {"pool3": f["dims"][fid_dims], "logits": f["logits"]}) if dims else (lambda f: f)
     values = compute_all(pick(real) if real else None, pick(fake), metrics, real_stats=real_stats,
                          is_splits=is_splits, is_seed=seed, kid_seed=seed, device=str(dev))
@@ -123,13 +160,19 @@ def evaluate_quality(
 
 def write_reference_statistics(source: str, out: str, *, inception_weights: str | None = None,
                                data_root: str | None = None, fid_dims: int = 2048, batch_size: int = 50,
-                               device: str = "auto", progress: bool = True) -> Path:
-    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar."""
-    dev = pick_device(device)
+                               device: str = "auto", progress: bool = True) -> Path | None:
+    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar.
+
+    Under torchrun the Inception pass is shared out among the ranks; rank 0 writes the file and returns its path,
+    the other ranks None.
+    """
+    dev = distributed.setup(device)
     images, desc = resolve_images(source, data_root=data_root)
-    net = InceptionFeatures(inception_weights, device=dev, progress=progress)
+    net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress))
     dims = () if fid_dims == 2048 else (fid_dims,)
-    feats = extract(images, batch_size=batch_size, model=net, dims=dims, progress=progress)
+    feats = sharded_extract(images, batch_size=batch_size, net=net, dims=dims, progress=progress)
+    if feats is None:
+        return None
     mu, sigma = feature_statistics(feats["dims"][fid_dims] if dims else feats["pool3"])
     return save_statistics(out, mu, sigma, {"source": desc, "count": feats["n"], "network": "pytorch-fid InceptionV3",
                                             "weights_sha256": net.info.get("sha256"), "dims": fid_dims})

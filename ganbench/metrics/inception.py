@@ -351,11 +351,12 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def iter_image_folder(folder: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Each image of ``folder`` as (3, H, W) uint8, decoded like pytorch-fid (PIL ``convert('RGB')``)."""
+def iter_image_folder(folder: str | os.PathLike, files: Sequence[Path] | None = None) -> Iterator[np.ndarray]:
+    """Each image of ``folder`` (or of ``files``, a part of its list) as (3, H, W) uint8, decoded like pytorch-fid
+    (PIL ``convert('RGB')``)."""
     from PIL import Image
 
-    for f in list_image_files(folder):
+    for f in list_image_files(folder) if files is None else files:
         try:
             with Image.open(f) as img:
                 arr = np.asarray(img.convert("RGB"))
