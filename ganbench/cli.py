@@ -238,8 +238,11 @@ def sample_cmd(checkpoint: str, n: int, out: str, interpolate: bool, walk_steps:
 @click.option("--check", "check_dir", type=click.Path(file_okay=False),
               help="Then compare the table with a committed one (wall times aside); exit 1 when they differ.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--tensorboard", is_flag=True,
+              help="TensorBoard event files per (variant, seed) in OUT/runs/VARIANT/seedN; view with "
+                   "`tensorboard --logdir OUT/runs` (pip install 'ganbench[tensorboard]').")
 def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int, devices: str | None,
-                check_dir: str | None, quiet: bool) -> None:
+                check_dir: str | None, quiet: bool, tensorboard: bool) -> None:
     """Train GAN variants on equal terms and compare probe accuracy and sample quality along training."""
     from ganbench.compare import check_comparison, preset_path, read_spec, run_compare
 
@@ -248,7 +251,8 @@ def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int
     parsed = read_spec(spec or preset_path(preset))
     folder = Path(out or Path("runs") / "compare" / (preset or Path(spec).stem))
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
-    for line in run_compare(parsed, folder, jobs=jobs, devices=device_list, progress=not quiet):
+    for line in run_compare(parsed, folder, jobs=jobs, devices=device_list, progress=not quiet,
+                            tensorboard=tensorboard):
         click.echo(line)
     if check_dir:
         problems = check_comparison(folder, Path(check_dir))

@@ -260,15 +260,30 @@ def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu",
         tag = {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": step,
                "images": step * unit.images_per_step, "objective": unit.config.objective}
         if spec.probe and (unit.variant, str(unit.seed), step, "probe") not in done:
-            append_record({**_probe(spec, str(ckpt), None, device, progress), "compare": tag},
-                          out / "records" / "probe.jsonl")
+            record = _probe(spec, str(ckpt), None, device, progress)
+            append_record({**record, "compare": tag}, out / "records" / "probe.jsonl")
+            _tensorboard_results(unit, step, "probe", record["results"])
             ran += 1
         if spec.metrics != "none" and (unit.variant, str(unit.seed), step, "quality") not in done:
             record = _quality(spec, str(ckpt), unit.seed, out, device, progress)
             if record is not None:
                 append_record({**record, "compare": tag}, out / "records" / "quality.jsonl")
+                _tensorboard_results(unit, step, "quality", record["results"])
                 ran += 1
     return ran
+
+
+def _tensorboard_results(unit: Unit, step: int, kind: str, results: dict[str, Any]) -> None:
+    """With --tensorboard: an evaluation's numbers as scalars of the unit's run (the run directory holds its
+    training event files too, so `tensorboard --logdir OUT/runs` shows one run per variant and seed)."""
+    if not unit.config.tensorboard:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(unit.run_dir), filename_suffix=".eval") as writer:
+        for key, value in sorted(results.items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                writer.add_scalar(f"{kind}/{key}", value, step)
 
 
 def _probe(spec: CompareSpec, checkpoint: str | None, random_kwargs: dict[str, Any] | None, device: str,
@@ -391,10 +406,12 @@ def _worker(args: tuple[CompareSpec, Unit, Path, str, int]) -> tuple[str, int, f
 
 
 def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, devices: list[str] | None = None,
-                progress: bool = True) -> Iterator[str]:
+                progress: bool = True, tensorboard: bool = False) -> Iterator[str]:
     """Train, evaluate and tabulate a comparison in out; yields a line per finished piece of work.
 
     A second call on the same out skips finished runs and evaluations and resumes partial runs from last.pt.
+    tensorboard: every (variant, seed) run also writes TensorBoard event files (training curves, sample grids,
+    evaluations) in its run directory OUT/runs/VARIANT/seedN, so `tensorboard --logdir OUT/runs` overlays them.
     """
     out = Path(out)
     if jobs < 1:
@@ -406,6 +423,11 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
         raise ConfigError(f"{out} holds a comparison of a different SPEC ({saved}); choose another --out "
                           "or delete that folder")
     units = plan(spec, out, devices[0])
+    if tensorboard:
+        from ganbench.train.loop import require_tensorboard
+
+        require_tensorboard()
+        units = [replace(u, config=replace(u.config, tensorboard=True)) for u in units]
     if spec.threads:
         # CPU results are bit-reproducible for a fixed thread count; a SPEC that promises a table pins it
         import torch

@@ -172,3 +172,25 @@ def test_checkpoint_loading_executes_no_code(tmp_path):
     torch.save({"model": Boom(), "G": {}, "D": {}}, evil)
     with pytest.raises(CheckpointError, match="not a readable"):
         load_checkpoint(evil)
+
+
+def test_tensorboard_event_files_beside_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(small(steps=4, log_every=2, sample_every=4, checkpoint_every=4, tensorboard=True), out, progress=False)
+    events = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0}).Reload()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s"):
+        logged = events.Scalars(f"train/{key}")
+        assert [e.step for e in logged] == [2, 4]
+        assert [e.value for e in logged] == pytest.approx([r[key] for r in rows], rel=1e-6)
+    (grid,) = events.Images("samples")
+    assert grid.step == 4 and (grid.width, grid.height) == (4 * 34 + 2, 4 * 34 + 2)
+
+
+def test_tensorboard_missing_says_which_pip_command(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tensorboard", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'ganbench\[tensorboard\]'") as err:
+        train(small(steps=1, tensorboard=True), tmp_path / "run", progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()

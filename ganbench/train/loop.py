@@ -205,6 +205,8 @@ def train(
     """
     out = Path(out)
     cfg.validate()
+    if cfg.tensorboard:
+        require_tensorboard()  # before anything is written
     if distributed.launched():
         distributed.setup(cfg.device)  # the process group first: the steps below share their errors through it
     world, rank = distributed.world_size(), distributed.rank()
@@ -222,7 +224,7 @@ def train(
                           f"multiple of {world}; pass --batch-size {cfg.batch_size // world * world or world}")
     progress = progress and rank == 0
     if cfg.tensorboard:
-        _require_tensorboard()
+        require_tensorboard()
 
     device = distributed.setup(cfg.device)
     _set_determinism(cfg.deterministic, device)
@@ -521,7 +523,7 @@ def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], sides: dict[
     return row
 
 
-def _require_tensorboard() -> None:
+def require_tensorboard() -> None:
     try:
         import tensorboard  # noqa: F401
     except ImportError:
