@@ -107,6 +107,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def lost_peer(exc: BaseException) -> bool:
+    """Whether exc is a collective failing because another rank died, hung or cannot be reached."""
+    if not active():
+        return False
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        word in text for word in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
+
+
 class MirroredError(GanbenchError):
     """Rank 0's error, raised again on the other ranks so that every process stops; the CLI prints it once."""
 

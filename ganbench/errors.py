@@ -27,3 +27,7 @@ class TrainingDiverged(GanbenchError):
 
 class RunDirError(GanbenchError):
     """The run directory exists (and neither --resume nor --overwrite was given) or lacks what --resume needs."""
+
+
+class DistributedError(GanbenchError):
+    """Under torchrun: another process of the job stopped or cannot be reached."""

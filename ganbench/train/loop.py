@@ -26,7 +26,7 @@ from ganbench.checkpoint import (
 )
 from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
-from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
+from ganbench.errors import ConfigError, DistributedError, RunDirError, TrainingDiverged
 from ganbench.models.base import generate, to_signed_unit
 from ganbench.objectives import Objective
 from ganbench.progress import progress_bar
@@ -505,6 +505,14 @@ def train(
                 check_finite()
                 last_ckpt = save(done)
             bar.update(1)
+    except RuntimeError as exc:
+        if not distributed.lost_peer(exc):
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        where = f"the last checkpoint is {last_ckpt}" if last_ckpt.exists() else "no checkpoint was written"
+        raise DistributedError(
+            f"another process of this torchrun job stopped or cannot be reached at step {step + 1} ({first}); "
+            f"{where}: look at that process's output, then start the job again with --resume") from None
     finally:
         bar.close()
         if writer is not None:
