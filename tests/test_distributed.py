@@ -82,6 +82,7 @@ def runs(tmp_path_factory):
         {"cli": [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:],
                  "--out", str(root / "features2.npy")]},
         {**_failing_job(root, "nan"), "exit": 2},
+        {"cli": ["train", "--dataset", "fake", "--batch-size", "15", "--out", str(root / "odd"), "--quiet"], "exit": 2},
     ]
     (root / "jobs.json").write_text(json.dumps(jobs))
     t0 = time.perf_counter()
@@ -192,10 +193,18 @@ def _failing_job(folder: Path, how: str) -> dict:
 
 def test_nan_on_one_rank_stops_every_rank_with_one_message(runs):
     """Rank 1's D turns NaN in step 4: both ranks stop there (exit status 2) and one error line is printed."""
-    errors = [line for line in runs["job"].stderr.splitlines() if line.startswith("ganbench: error")]
+    errors = [line for line in runs["job"].stderr.splitlines() if line.startswith("ganbench: error") and "NaN" in line]
     assert len(errors) == 1, runs["job"].stderr[-3000:]
     assert "NaN or infinite at step 4" in errors[0] and "last good checkpoint" in errors[0]
     assert load_checkpoint(runs["root"] / "failing-nan" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_a_user_error_is_printed_once(runs):
+    """A global batch that 2 processes cannot split: rank 0 finds it, every rank stops, one line says so."""
+    errors = [line for line in runs["job"].stderr.splitlines() if line.startswith("ganbench: error")]
+    assert errors[1:] == ["ganbench: error: --batch-size 15 is the global batch of 2 processes and must be a multiple "
+                          "of 2; pass --batch-size 14"]
+    assert not (runs["root"] / "odd").exists()
 
 
 def test_killed_rank_stops_the_job_and_leaves_a_loadable_checkpoint(tmp_path):

@@ -204,32 +204,45 @@ def train(
     the ranks; rank 0 prepares the run directory and writes every file; see ganbench.distributed.
     """
     out = Path(out)
-    cfg.validate()
-    if cfg.tensorboard:
-        require_tensorboard()  # before anything is written
     if distributed.launched():
-        distributed.setup(cfg.device)  # the process group first: the steps below share their errors through it
+        distributed.setup(cfg.device)  # the process group first: rank 0's errors below reach every rank through it
     world, rank = distributed.world_size(), distributed.rank()
-    if not resume:  # unknown model, objective or option: refused before --overwrite deletes anything
-        resolve_config(cfg)
-    distributed.on_main(lambda: prepare_run_dir(out, resume, overwrite))
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
-        saved = TrainConfig.from_dict(ckpt["config"], where=str(out / "checkpoints" / "last.pt"))
-        cfg = merge_resume_config(saved, cfg, explicit or set())
-    cfg = resolve_config(cfg)
-    if world > 1 and cfg.batch_size % world:
-        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch of {world} processes and must be a "
-                          f"multiple of {world}; pass --batch-size {cfg.batch_size // world * world or world}")
-    progress = progress and rank == 0
-    if cfg.tensorboard:
-        require_tensorboard()
 
-    device = distributed.setup(cfg.device)
+    def check() -> None:
+        cfg.validate()
+        if cfg.tensorboard:
+            require_tensorboard()  # before anything is written
+        if not resume:  # unknown model, objective or option: refused before --overwrite deletes anything
+            resolve_config(cfg)
+            _check_global_batch(cfg.batch_size, world)
+
+    # a user's mistake is found by rank 0 first and printed once; the other ranks stop with it
+    distributed.main_first(check)
+    distributed.on_main(lambda: prepare_run_dir(out, resume, overwrite))
+
+    def settle() -> tuple[dict[str, Any] | None, TrainConfig]:
+        ckpt, run_cfg = None, cfg
+        if resume:
+            ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+            saved = TrainConfig.from_dict(ckpt["config"], where=str(out / "checkpoints" / "last.pt"))
+            run_cfg = merge_resume_config(saved, cfg, explicit or set())
+        run_cfg = resolve_config(run_cfg)
+        _check_global_batch(run_cfg.batch_size, world)
+        if run_cfg.tensorboard:
+            require_tensorboard()
+        return ckpt, run_cfg
+
+    ckpt, cfg = distributed.main_first(settle)
+    progress = progress and rank == 0
+
+    def place() -> torch.device:
+        dev = distributed.setup(cfg.device)
+        if cfg.amp == "fp16" and dev.type != "cuda":
+            raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or off")
+        return dev
+
+    device = distributed.main_first(place)
     _set_determinism(cfg.deterministic, device)
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or off")
 
     variant = get_variant(cfg.model)
     # rank 0 decodes the store (once), the others then memory-map what it wrote
@@ -529,6 +542,12 @@ def _log_row(sums: dict[str, torch.Tensor], counts: dict[str, int], sides: dict[
             row[name] = float(sums[name]) / max(counts[sides[name]], 1)
     row.update(images_per_s=rate, elapsed_s=elapsed)
     return row
+
+
+def _check_global_batch(batch_size: int, world: int) -> None:
+    if world > 1 and batch_size % world:
+        raise ConfigError(f"--batch-size {batch_size} is the global batch of {world} processes and must be a "
+                          f"multiple of {world}; pass --batch-size {batch_size // world * world or world}")
 
 
 def require_tensorboard() -> None:
