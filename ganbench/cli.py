@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from dataclasses import fields
@@ -24,6 +25,12 @@ class GanbenchGroup(click.Group):
         except GanbenchError as exc:
             click.echo(f"ganbench: error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            message = _os_error_line(exc)
+            if message is None:
+                raise
+            click.echo(f"ganbench: error: {message}", err=True)
+            sys.exit(2)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
@@ -39,6 +46,17 @@ class GanbenchGroup(click.Group):
             sys.exit(130)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+
+
+def _os_error_line(exc: OSError) -> str | None:
+    """One line for the OS errors a user's machine causes (full disk, no permission, read-only); None for others."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"disk full while writing{where} ({exc.strerror or exc}); earlier checkpoints and records are "
+                f"intact: free some space and rerun (`ganbench train --resume` continues from the last checkpoint)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot access{where}: {exc.strerror or exc}; check its permissions or choose another path"
+    return None
 
 
 @click.group(cls=GanbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
 from ganbench.devices import pick_device
 from ganbench.errors import ConfigError, RunDirError, TrainingDiverged
+from ganbench.files import LockBusy, atomic_write, exclusive_lock
 from ganbench.models.base import generate, to_signed_unit
 from ganbench.objectives import Objective
 from ganbench.progress import progress_bar
@@ -111,14 +113,23 @@ def _free_device_memory(device: torch.device) -> float:
     return float("inf")
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt."""
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; give one")
+LOCK_NAME = ".lock"  # the run directory's lock file: held (flock) by the one process training in it
+
+
+def check_out_path(out: Path) -> None:
+    """--out must not be, or lie under, a file."""
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():
             raise RunDirError(f"--out {out}: {folder} is a file, not a folder; choose another --out")
-    exists = out.exists() and any(out.iterdir())
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt. The lock file is not
+    part of the run: it neither makes the folder count as used nor is deleted by --overwrite (its holder is us)."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; give one")
+    check_out_path(out)
+    exists = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())
     if resume:
         if not (out / "checkpoints" / "last.pt").is_file():
             raise RunDirError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist; start a new run")
@@ -128,8 +139,50 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             raise RunDirError(
                 f"run directory {out} already exists; pass --resume to continue it or --overwrite to replace it"
             )
-        shutil.rmtree(out)
+        for child in out.iterdir():
+            if child.name == LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def hold_run_dir(out: Path, resume: bool) -> Iterator[None]:
+    """Hold the run directory's OS lock for the block, so a second `ganbench train` on the same --out refuses in
+    one line instead of interleaving checkpoints. The kernel drops the lock when the holder dies (kill -9 too)."""
+    check_out_path(out)
+    if resume and not out.is_dir():
+        raise RunDirError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist; start a new run")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = exclusive_lock(out / LOCK_NAME, wait=False)
+        lock.__enter__()
+    except LockBusy:
+        raise RunDirError(f"{out} is in use by another `ganbench train` (it holds {out / LOCK_NAME}); wait for that "
+                          f"run to finish or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """On resume: keep the metrics rows up to the checkpoint's step (later rows were logged after it by the run
+    that died, and will be logged again), dropping a torn last line."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line + "\n")
+    atomic_write(path, "".join(keep))
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
@@ -199,6 +252,14 @@ def train(
     cfg.validate()
     if not resume:  # unknown model, objective or option: refused before --overwrite deletes anything
         resolve_config(cfg)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; give one")
+    with hold_run_dir(out, resume):
+        return _train_locked(cfg, out, resume=resume, overwrite=overwrite, explicit=explicit, progress=progress)
+
+
+def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, explicit: set[str] | None,
+                  progress: bool) -> TrainResult:
     prepare_run_dir(out, resume, overwrite)
     ckpt = None
     if resume:
@@ -263,6 +324,10 @@ def train(
 
     (out / "samples").mkdir(exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
+    if start:
+        trim_metrics(out / "metrics.jsonl", start)
+        for stale in (out / "checkpoints").glob(".*.tmp"):  # a killed writer's temporary file; we hold the lock
+            stale.unlink(missing_ok=True)
     write_config(cfg, out / "config.toml")
     fixed_z = gen.sample_z(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed + 2),
                            device="cpu").to(device)
@@ -385,8 +450,8 @@ def train(
                 elapsed = time.perf_counter() - t_window
                 rate = imgs_window / elapsed if elapsed > 0 else 0.0
                 final = _log_row(sums, counts, sides, done, rate, time.perf_counter() - t_start)
-                with open(metrics_path, "a") as fh:
-                    fh.write(json.dumps(final) + "\n")
+                with open(metrics_path, "ab", buffering=0) as fh:  # one write(2) per row: a kill tears at most it
+                    fh.write((json.dumps(final) + "\n").encode("utf-8"))
                 shown = {k: f"{v:.3g}" for k, v in final.items() if k not in ("step", "images_per_s", "elapsed_s")}
                 bar.set_postfix(**shown, img_s=f"{rate:.0f}", refresh=False)
                 sums.clear()
