@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -155,3 +156,139 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_ends_in_one_
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step_0000004.pt"]
+
+
+# ------------------------------------------------------------------ killed builds: store, features, statistics
+# The child runs a snippet with one function wrapped so that its n-th call kills the process (SIGKILL, no
+# cleanup), at the moments where a half-made cache could be mistaken for a finished one.
+SELF_KILL = textwrap.dedent("""
+    import importlib, os, signal, sys
+    module, name, nth = os.environ["GB_KILL"].split(":")
+    mod = importlib.import_module(module)
+    original, calls = getattr(mod, name), [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+
+    setattr(mod, name, wrapper)
+    exec(sys.argv[1])
+""")
+
+STORE = "from ganbench.data import load_images; load_images('digits', None, 'all', image_size=32, progress=False)"
+FEATURES = textwrap.dedent("""
+    import torch
+    from ganbench.data import load_images
+    from ganbench.features import FeatureSpec, extract_features
+    from ganbench.registry import get_variant
+    torch.manual_seed(0)
+    disc = get_variant("dcgan32").build(ngf=4, ndf=4, nz=8, channels=1)[1]
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    extract_features(disc, store, FeatureSpec("crash-test", [1, 2, 3, 4, 5, 6], "running", "float32"),
+                     batch_size=256, progress=False)
+""")
+STATS = textwrap.dedent("""
+    import numpy as np, os
+    from ganbench.metrics.fid import save_statistics
+    x = np.random.default_rng(0).normal(size=(64, 16))
+    save_statistics(os.environ["GB_STATS"], x.mean(0), np.cov(x, rowvar=False), {"source": "test", "count": 64})
+""")
+
+
+def _killed(tmp_path: Path, snippet: str, kill: str, extra_env: dict[str, str] | None = None) -> None:
+    script = tmp_path / "self_kill.py"
+    script.write_text(SELF_KILL)
+    env = {**_env(tmp_path), "GB_KILL": kill, **(extra_env or {})}
+    proc = subprocess.run([sys.executable, str(script), snippet], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, (kill, proc.returncode, proc.stderr)
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])  # killed before the first rename, after the images, after the labels
+def test_a_store_killed_mid_build_is_rebuilt_not_trusted(tmp_path, monkeypatch, nth):
+    from ganbench.data import load_images
+
+    _killed(tmp_path, STORE, f"os:replace:{nth}")
+    stores = tmp_path / "cache" / "stores"
+    finals = sorted(p.name for p in stores.iterdir() if not p.name.startswith("."))
+    assert not any(name.endswith(".json") for name in finals), finals  # no sidecar: the build never finished
+    assert len(finals) == nth - 1
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    again = load_images("digits", None, "all", image_size=32, progress=False)
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "clean"))
+    clean = load_images("digits", None, "all", image_size=32, progress=False)
+    np.testing.assert_array_equal(again.images, clean.images)
+    np.testing.assert_array_equal(again.labels, clean.labels)
+    assert json.loads(Path(again.meta["cache_path"]).with_suffix(".json").read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("kill", ["ganbench.features:pool_maps:3", "os:replace:2"])  # mid-extraction; pre-sidecar
+def test_a_feature_cache_killed_mid_build_is_rebuilt_not_trusted(tmp_path, monkeypatch, kill):
+    import ganbench.features as feat
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", STORE], env=_env(tmp_path), check=True, timeout=300)  # store first
+    _killed(tmp_path, FEATURES, kill)
+    folder = tmp_path / "cache" / "features"
+    assert not list(folder.glob("[!.]*.json"))
+    assert len(list(folder.glob("[!.]*.npy"))) == (1 if kill.startswith("os:") else 0)
+    calls = []
+    original = feat.pool_maps
+    monkeypatch.setattr(feat, "pool_maps", lambda *a, **k: calls.append(1) or original(*a, **k))
+    exec(FEATURES.replace("extract_features(", "result = extract_features("), namespace := {})
+    assert calls, "the partial cache was trusted"
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "clean"))
+    exec(FEATURES.replace("extract_features(", "result = extract_features("), clean := {})
+    np.testing.assert_array_equal(namespace["result"], clean["result"])
+
+
+@pytest.mark.parametrize("kill", ["numpy:savez_compressed:1", "os:replace:2"])  # mid-npz; npz done, no sidecar
+def test_inception_statistics_killed_mid_write_are_not_trusted(tmp_path, kill):
+    from ganbench.metrics.fid import load_statistics, statistics_complete
+
+    path = tmp_path / "ref.npz"
+    _killed(tmp_path, STATS, kill, {"GB_STATS": str(path)})
+    assert path.is_file() == kill.startswith("os:")  # the npz made it, its sidecar did not
+    assert not statistics_complete(path)  # what a compare checks before reusing reference statistics
+    subprocess.run([sys.executable, "-c", STATS], env={**_env(tmp_path), "GB_STATS": str(path)}, check=True,
+                   timeout=300)
+    assert statistics_complete(path)
+    mu, sigma, meta = load_statistics(path)
+    x = np.random.default_rng(0).normal(size=(64, 16))
+    np.testing.assert_allclose(mu, x.mean(0))
+    assert meta["count"] == 64 and meta["dims"] == 16
+
+
+# ------------------------------------------------------------------------------------------------ records
+def test_two_processes_appending_to_one_records_file_never_mix_lines(tmp_path):
+    from ganbench.report.records import read_records
+
+    path = tmp_path / "records" / "probe.jsonl"
+    code = ("import sys; from ganbench.report.records import append_record\n"
+            "for i in range(150): append_record({'writer': sys.argv[1], 'i': i, 'pad': 'x' * 5000}, sys.argv[2])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, name, str(path)], env=_env(tmp_path)) for name in "ab"]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    records = read_records(path)
+    assert len(records) == 300
+    for name in "ab":
+        assert [r["i"] for r in records if r["writer"] == name] == list(range(150))
+
+
+def test_tables_name_a_torn_record_line_and_skip_it(tmp_path):
+    from ganbench.report.records import append_record
+
+    records = tmp_path / "records"
+    append_record({"kind": "quality", "label": "whole", "results": {"fid": 12.5}}, records / "quality.jsonl")
+    with open(records / "quality.jsonl", "ab") as fh:  # an append killed halfway through its line
+        fh.write(b'{"record_id": "0123", "kind": "quality", "label": "torn", "resu')
+    proc = subprocess.run([sys.executable, "-m", "ganbench", "tables", "--records", str(records), "--out",
+                           str(tmp_path / "tables"), "--compare-root", str(tmp_path / "none")], env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert warning == [f"ganbench: warning: {records / 'quality.jsonl'} line 2 is torn or corrupt (not valid JSON: "
+                       "Unterminated string starting at, column 59); skipped it (delete that line to silence this)"]
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "tables" / "quality.md").is_file()
