@@ -11,11 +11,8 @@ from typing import Any
 
 import tomli_w
 
+from ganbench.choices import AMP_MODES, DEVICES, SCHEDULES  # noqa: F401 (re-exported: the CLI and tests import them here)
 from ganbench.errors import ConfigError
-
-SCHEDULES = ("simultaneous", "alternating")
-AMP_MODES = ("off", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
