@@ -151,7 +151,7 @@ def _train_options(func):
         click.option("--spectral-norm", is_flag=True, default=None,
                      help="Spectral normalisation of every conv and linear weight of D (Miyato et al. 2018)."),
         click.option("--schedule", type=click.Choice(SCHEDULES), help="D/G update schedule. [simultaneous]"),
-        click.option("--seed", type=int, help=f"Seed for init, data order and z. {_d('seed')}"),
+        click.option("--seed", type=click.IntRange(min=0), help=f"Seed for init, data order and z. {_d('seed')}"),
         click.option("--deterministic", is_flag=True, help="Deterministic kernels only."),
         click.option("--device", type=click.Choice(DEVICES), help=_d("device")),
         click.option("--amp", type=click.Choice(AMP_MODES), help=f"Mixed precision. {_d('amp')}"),
@@ -220,7 +220,7 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file for the grid.")
 @click.option("--interpolate", is_flag=True, help="Rows of linear walks between random points of z.")
 @click.option("--walk-steps", type=click.IntRange(min=1), default=10, show_default=True, help="Images per walk.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--bn", type=click.Choice(["batch", "running"]), default="batch", show_default=True,
               help="BatchNorm statistics: of the generated batch (as in training) or the running averages.")
 @click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file.")
@@ -347,7 +347,7 @@ def _probe_options(func):
         click.option("--svm-backend", type=click.Choice(choices.SVM_BACKENDS), default=choices.SVM_BACKEND_DEFAULT,
               show_default=True),
         click.option("--trials", type=int, help="Trials of the few-label protocols (default: the protocol's)."),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=choices.FEATURE_BATCH, show_default=True,
                      help="Feature extraction batch."),
@@ -448,7 +448,7 @@ def _quality_options(func):
         click.option("--is-splits", type=click.IntRange(min=1), default=choices.IS_SPLITS, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=choices.QUALITY_BATCH, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option("--records", type=click.Path(dir_okay=False),
                      help="JSONL (default results/records/quality.jsonl)."),
         click.option("--no-record", is_flag=True),

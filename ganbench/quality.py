@@ -76,13 +76,19 @@ def evaluate_quality(
         raise ConfigError(f"unknown --metrics {','.join(unknown) or '(none)'}; choose from "
                           f"{','.join(QUALITY_METRICS)}")
     real_stats = _reference_statistics(ref, metrics)  # checked before any generation or Inception pass
+    if real_stats is not None and int(real_stats[0].shape[0]) != fid_dims:
+        raise ConfigError(f"--ref {ref} holds {real_stats[0].shape[0]}-dim statistics but --fid-dims is {fid_dims}; "
+                          f"pass --fid-dims {real_stats[0].shape[0]} or statistics made with --fid-dims {fid_dims}")
     dev = pick_device(device)
     t0 = time.perf_counter()
+    # the cheap checks of the inputs (checkpoint readable, samples present) come before the Inception weights
+    ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None  # read once: weights, record, provenance
+    if ckpt is None:
+        fake_images, fake_desc = resolve_images(samples, data_root=data_root)
     net = InceptionFeatures(inception_weights, device=dev, progress=progress)
     dims = () if fid_dims == 2048 else (fid_dims,)
     model, training, ckpt_info = None, None, None
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)  # read once: weights, model record and provenance
+    if ckpt is not None:
         fake_images = generator_images(ckpt, n, seed, dev, variant_file=variant_file)
         fake_desc = f"{n} samples of {checkpoint}"
         model = ckpt["model"]
@@ -90,13 +96,9 @@ def evaluate_quality(
         ckpt_info = {"path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
         image_size = int(fake_images.shape[-1])
     else:
-        fake_images, fake_desc = resolve_images(samples, data_root=data_root)
         image_size = 32
     fake = extract(fake_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
     real = None
-    if real_stats is not None and int(real_stats[0].shape[0]) != fid_dims:
-        raise ConfigError(f"--ref {ref} holds {real_stats[0].shape[0]}-dim statistics but --fid-dims is {fid_dims}; "
-                          f"pass --fid-dims {real_stats[0].shape[0]} or statistics made with --fid-dims {fid_dims}")
     if real_stats is None:
         ref_images, _ = resolve_images(ref, data_root=data_root, image_size=image_size)
         real = extract(ref_images, batch_size=batch_size, model=net, dims=dims, progress=progress)

@@ -173,3 +173,44 @@ def test_bad_input_ends_in_one_line_and_exit_code_2(tmp_path, argv, words):
     assert text.startswith("ganbench: error:") and words in text, text
     assert not Path("/tmp/ganbench-pwned").exists()  # the pickle's code never ran
     assert not (tmp_path / "r" / "checkpoints").exists()  # nothing half-written left as if valid
+
+
+VALID_ZERO = {"--beta1", "--beta2", "--weight-decay", "--seed"}  # 0 is a legitimate value of these
+
+
+def _numeric_options(*path: str):
+    import click
+
+    command = cli
+    for name in path:
+        command = command.commands[name]
+    return [p.opts[0] for p in command.params
+            if isinstance(p, click.Option) and p.type.name in ("integer", "float", "integer range", "float range")]
+
+
+@pytest.mark.parametrize("path,base", [
+    (("train",), [*TRAIN[1:], "--out", "{tmp}/r"]),
+    (("eval", "digits"), ["--random-init", "dcgan-svhn32", "--no-record", "--quiet"]),
+    (("sample",), ["{tmp}/good.pt", "--out", "{tmp}/g.png"]),
+    (("features",), ["{tmp}/good.pt", "--dataset", "digits", "--out", "{tmp}/f.npy"]),
+    (("eval", "samples"), ["{tmp}/samples", "--ref", "{tmp}/samples", "--no-record"]),
+    (("compare",), ["--preset", "digits", "--out", "{tmp}/c"]),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_every_numeric_option_refuses_zero_negative_nan_and_inf(tmp_path, path, base):
+    files(tmp_path)
+    options = _numeric_options(*path)
+    assert options, path
+    for option in options:
+        for value in ("0", "-1", "nan", "inf"):
+            if value == "0" and option in VALID_ZERO:
+                continue
+            args = [*path, *[a.replace("{tmp}", str(tmp_path)) for a in base]]
+            if option in args:  # the base command line's own value of this option is replaced
+                i = args.index(option)
+                del args[i:i + 2]
+            result = CliRunner().invoke(cli, [*args, option, value])
+            text = result.output.strip()
+            assert result.exit_code == 2, (option, value, text)
+            assert len(text.splitlines()) == 1 and "Traceback" not in text, (option, value, text)
+            assert option in text or option.lstrip("-").replace("-", "_") in text or "must" in text, (option, text)
+    assert not (tmp_path / "r" / "checkpoints").exists()
