@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import shutil
@@ -33,16 +34,26 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        buffer = io.BytesIO()  # serialise first: a failing disk then shows as the OSError (ENOSPC) of a write
+        torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
         with os.fdopen(fd, "wb") as fh:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, fh)
+            _write_all(fh, buffer.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the checkpoint in the message
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _write_all(fh: Any, data: memoryview) -> None:
+    """The checkpoint writer: data to fh in 16 MiB pieces (tests patch this to simulate a full disk)."""
+    for i in range(0, len(data), 1 << 24):
+        fh.write(data[i:i + (1 << 24)])
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ganbench import __version__
+from ganbench import __version__, choices
 from ganbench.config import AMP_MODES, DEVICES, SCHEDULES, TrainConfig, read_config
 from ganbench.errors import GanbenchError
 
@@ -29,6 +31,12 @@ class GanbenchGroup(click.Group):
                 where = f" (rank {distributed.rank()})" if distributed.rank() > 0 else ""
                 click.echo(f"ganbench: error{where}: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            message = _os_error_line(exc)
+            if message is None:
+                raise
+            click.echo(f"ganbench: error: {message}", err=True)
+            sys.exit(2)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
@@ -44,6 +52,17 @@ class GanbenchGroup(click.Group):
             sys.exit(130)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+
+
+def _os_error_line(exc: OSError) -> str | None:
+    """One line for the OS errors a user's machine causes (full disk, no permission, read-only); None for others."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"disk full while writing{where} ({exc.strerror or exc}); earlier checkpoints and records are "
+                f"intact: free some space and rerun (`ganbench train --resume` continues from the last checkpoint)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot access{where}: {exc.strerror or exc}; check its permissions or choose another path"
+    return None
 
 
 @click.group(cls=GanbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,22 +120,27 @@ def objectives_cmd(as_json: bool, objective_file: str | None) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- train
+def _d(name: str) -> str:
+    """"[default]" for --help, read from TrainConfig itself so the two never disagree."""
+    return f"[{next(f.default for f in fields(TrainConfig) if f.name == name)}]"
+
+
 def _train_options(func):
     opts = [
-        click.option("--model", help="Registered model name (see `ganbench models`). [dcgan32]"),
+        click.option("--model", help=f"Registered model name (see `ganbench models`). {_d('model')}"),
         click.option("--variant", "variant_file", help="Load the model from path/to/file.py:NAME."),
         click.option("--nz", type=int, help="Latent size (model default)."),
         click.option("--ngf", type=int, help="Generator base width (model default)."),
         click.option("--ndf", type=int, help="Discriminator base width (model default)."),
         click.option("--channels", type=int, help="Image channels (default: the dataset's)."),
-        click.option("--dataset", help="cifar10, svhn, imagenet, folder, lsun, mnist, digits, fake. [cifar10]"),
+        click.option("--dataset", help=f"{', '.join(choices.DATASETS)}. {_d('dataset')}"),
         click.option("--data-root", help="Where the dataset lies (or goes, with --download)."),
-        click.option("--split", help="Dataset split. [train]"),
+        click.option("--split", help=f"Dataset split. {_d('split')}"),
         click.option("--download", is_flag=True, help="Fetch the dataset if a downloader exists."),
         click.option("--max-images", type=int, help="Use at most this many images."),
         click.option("--steps", type=int, help="Total optimisation steps (minibatches)."),
         click.option("--epochs", type=float, help="Total epochs (instead of --steps). [25]"),
-        click.option("--batch-size", type=int, help="Minibatch size. [128]"),
+        click.option("--batch-size", type=int, help=f"Minibatch size. {_d('batch_size')}"),
         click.option("--lr", type=float, help="Adam learning rate. [2e-4]"),
         click.option("--beta1", type=float, help="Adam beta1. [0.5]"),
         click.option("--beta2", type=float, help="Adam beta2. [0.999]"),
@@ -132,16 +156,16 @@ def _train_options(func):
         click.option("--spectral-norm", is_flag=True, default=None,
                      help="Spectral normalisation of every conv and linear weight of D (Miyato et al. 2018)."),
         click.option("--schedule", type=click.Choice(SCHEDULES), help="D/G update schedule. [simultaneous]"),
-        click.option("--seed", type=int, help="Seed for init, data order and z. [0]"),
+        click.option("--seed", type=click.IntRange(min=0), help=f"Seed for init, data order and z. {_d('seed')}"),
         click.option("--deterministic", is_flag=True, help="Deterministic kernels only."),
-        click.option("--device", type=click.Choice(DEVICES), help="[auto]"),
-        click.option("--amp", type=click.Choice(AMP_MODES), help="Mixed precision. [off]"),
+        click.option("--device", type=click.Choice(DEVICES), help=_d("device")),
+        click.option("--amp", type=click.Choice(AMP_MODES), help=f"Mixed precision. {_d('amp')}"),
         click.option("--channels-last", is_flag=True, help="NHWC memory layout."),
         click.option("--compile", is_flag=True, help="torch.compile G and D."),
-        click.option("--log-every", type=int, help="Steps between metrics.jsonl rows. [50]"),
-        click.option("--sample-every", type=int, help="Steps between sample grids. [500]"),
-        click.option("--checkpoint-every", type=int, help="Steps between checkpoints. [1000]"),
-        click.option("--n-samples", type=int, help="Images in each sample grid. [64]"),
+        click.option("--log-every", type=int, help=f"Steps between metrics.jsonl rows. {_d('log_every')}"),
+        click.option("--sample-every", type=int, help=f"Steps between sample grids. {_d('sample_every')}"),
+        click.option("--checkpoint-every", type=int, help=f"Steps between checkpoints. {_d('checkpoint_every')}"),
+        click.option("--n-samples", type=int, help=f"Images in each sample grid. {_d('n_samples')}"),
         click.option("--sync-bn", is_flag=True, default=None,
                      help="Under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm), as one "
                           "process would compute them; no effect in a single process."),
@@ -213,7 +237,7 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file for the grid.")
 @click.option("--interpolate", is_flag=True, help="Rows of linear walks between random points of z.")
 @click.option("--walk-steps", type=click.IntRange(min=1), default=10, show_default=True, help="Images per walk.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--bn", type=click.Choice(["batch", "running"]), default="batch", show_default=True,
               help="BatchNorm statistics: of the generated batch (as in training) or the running averages.")
 @click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file.")
@@ -283,9 +307,26 @@ def _parse_floats(text: str | None) -> list[float] | None:
     if not text:
         return None
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--C-grid") from None
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad or not values:
+        raise click.BadParameter(f"every C must be a positive finite number, got {text!r}; e.g. 0.01,0.1,1",
+                                 param_hint="--C-grid")
+    return values
+
+
+_FID_DIMS = [str(d) for d in choices.FID_DIMS]
+
+
+def _check_metrics(ctx, param, value: str) -> str:
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in names if m not in choices.QUALITY_METRICS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown metric(s) {','.join(unknown) or '(none)'}; choose from "
+                                 f"{','.join(choices.QUALITY_METRICS)}")
+    return ",".join(names)
 
 
 def _parse_key_values(items: tuple[str, ...], option: str = "--model-arg") -> dict[str, object]:
@@ -319,16 +360,17 @@ def _probe_options(func):
         click.option("--data-root", help="Where the dataset lies."),
         click.option("--download", is_flag=True, help="Fetch the dataset if a downloader exists."),
         click.option("--layers", help="D layers to use, e.g. 1-4 or 1,3,5 (default: all)."),
-        click.option("--bn-stats", type=click.Choice(["train-batches", "running", "batch"]), default="train-batches",
+        click.option("--bn-stats", type=click.Choice(choices.BN_STATS), default=choices.BN_STATS_DEFAULT,
                      show_default=True, help="BatchNorm statistics at extraction (train-batches: the authors')."),
-        click.option("--feature-dtype", type=click.Choice(["float16", "float32"]), default="float16",
+        click.option("--feature-dtype", type=click.Choice(choices.FEATURE_DTYPES), default=choices.FEATURE_DTYPE_PROBE,
                      show_default=True),
         click.option("--C-grid", "c_grid", help="Comma-separated C values (default: the protocol's grid)."),
-        click.option("--svm-backend", type=click.Choice(["torch", "sklearn"]), default="torch", show_default=True),
+        click.option("--svm-backend", type=click.Choice(choices.SVM_BACKENDS), default=choices.SVM_BACKEND_DEFAULT,
+              show_default=True),
         click.option("--trials", type=int, help="Trials of the few-label protocols (default: the protocol's)."),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+        click.option("--batch-size", type=click.IntRange(min=1), default=choices.FEATURE_BATCH, show_default=True,
                      help="Feature extraction batch."),
         click.option("--allow-resize", is_flag=True,
                      help="Evaluate a model whose image size differs from the dataset's by resizing the images."),
@@ -386,7 +428,7 @@ def eval_group() -> None:
 
 
 @eval_group.command("cifar10")
-@click.option("--protocol", type=click.Choice(["full", "400", "both"]), default="both", show_default=True)
+@click.option("--protocol", type=click.Choice(choices.CIFAR10_PROTOCOLS), default="both", show_default=True)
 @_probe_options
 def eval_cifar10(protocol: str, **kw) -> None:
     """CIFAR-10: full training set and/or 400 labels per class (paper, table 1)."""
@@ -420,14 +462,16 @@ def _quality_options(func):
         click.option("--ref", required=True,
                      help="Reference: dataset:split (cifar10:train), a folder, or a stats .npz."),
         click.option("--data-root", help="Dataset root for a dataset:split reference."),
-        click.option("--metrics", default="fid,is,kid,pr,dc", show_default=True),
+        click.option("--metrics", default=",".join(choices.QUALITY_METRICS), show_default=True,
+                     callback=_check_metrics, help=f"Comma-separated subset of {','.join(choices.QUALITY_METRICS)}."),
         click.option("--inception-weights", type=click.Path(dir_okay=False),
                      help="pt_inception-2015-12-05-6726825d.pth (else $GANBENCH_INCEPTION_WEIGHTS, torch hub cache)."),
-        click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True),
-        click.option("--is-splits", type=click.IntRange(min=1), default=10, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True),
+        click.option("--fid-dims", type=click.Choice(_FID_DIMS), default=str(choices.FID_DIMS_DEFAULT),
+              show_default=True),
+        click.option("--is-splits", type=click.IntRange(min=1), default=choices.IS_SPLITS, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=choices.QUALITY_BATCH, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option("--records", type=click.Path(dir_okay=False),
                      help="JSONL (default results/records/quality.jsonl)."),
         click.option("--no-record", is_flag=True),
@@ -458,7 +502,8 @@ def _report_quality(record: dict | None, records: str | None, no_record: bool, a
 
 @eval_group.command("quality")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
-@click.option("--n", "n", type=click.IntRange(min=1), default=50000, show_default=True, help="Samples to generate.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=choices.QUALITY_SAMPLES, show_default=True,
+              help="Samples to generate.")
 @click.option("--variant", "variant_file")
 @_quality_options
 def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, is_splits,
@@ -493,8 +538,9 @@ def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, i
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="pytorch-fid .npz (mu, sigma).")
 @click.option("--data-root")
 @click.option("--inception-weights", type=click.Path(dir_okay=False))
-@click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--fid-dims", type=click.Choice(_FID_DIMS), default=str(choices.FID_DIMS_DEFAULT),
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=choices.QUALITY_BATCH, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
 def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, device, quiet) -> None:
@@ -516,12 +562,13 @@ def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, d
 @click.option("--split", default="train", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
 @click.option("--layers")
-@click.option("--bn-stats", type=click.Choice(["train-batches", "running", "batch"]), default="train-batches",
+@click.option("--bn-stats", type=click.Choice(choices.BN_STATS), default=choices.BN_STATS_DEFAULT,
               show_default=True, help="train-batches calibrates on the dataset's train split.")
-@click.option("--feature-dtype", type=click.Choice(["float16", "float32"]), default="float32", show_default=True)
+@click.option("--feature-dtype", type=click.Choice(choices.FEATURE_DTYPES), default=choices.FEATURE_DTYPE_EXPORT,
+              show_default=True)
 @click.option("--variant", "variant_file")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=choices.FEATURE_BATCH, show_default=True)
 @click.option("--quiet", is_flag=True)
 def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, feature_dtype, variant_file, device,
                  batch_size, quiet) -> None:
@@ -620,7 +667,8 @@ def reproduce_group() -> None:
 @click.option("--data-root", required=True,
               help="Folder holding cifar10/ and svhn/ (or cifar-10-batches-py, *_32x32.mat).")
 @click.option("--models", "models_dir", required=True, help="Folder of the authors' checkpoints (dcgan_code/models).")
-@click.option("--svm-backend", type=click.Choice(["torch", "sklearn"]), default="torch", show_default=True)
+@click.option("--svm-backend", type=click.Choice(choices.SVM_BACKENDS), default=choices.SVM_BACKEND_DEFAULT,
+              show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--records", "records_dir", default="results/records", show_default=True)
 @click.option("--quiet", is_flag=True)

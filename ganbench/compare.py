@@ -334,11 +334,12 @@ def _quality(spec: CompareSpec, checkpoint: str, seed: int, out: Path, device: s
                 "wall_time_s": {"total": round(time.perf_counter() - t0, 2)}}
     if not inception_available():
         return None
+    from ganbench.metrics.fid import statistics_complete
     from ganbench.quality import evaluate_quality, write_reference_statistics
 
     # the real images' Inception statistics once per comparison, not once per evaluation point
     ref = out / "reference_stats.npz"
-    if not ref.is_file():
+    if not statistics_complete(ref):  # absent, or left half-made by a killed compare: made again
         write_reference_statistics(f"{spec.dataset}:{spec.split}", str(ref), data_root=spec.data_root,
                                    device=device, progress=progress)
     return evaluate_quality(checkpoint=checkpoint, ref=str(ref), n=spec.n_samples, metrics=("fid", "is"),

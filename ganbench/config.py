@@ -11,11 +11,8 @@ from typing import Any
 
 import tomli_w
 
+from ganbench.choices import AMP_MODES, DEVICES, SCHEDULES  # noqa: F401 (re-exported: the CLI and tests import them here)
 from ganbench.errors import ConfigError
-
-SCHEDULES = ("simultaneous", "alternating")
-AMP_MODES = ("off", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -89,6 +86,14 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must lie in [0, 1), got {value}")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be zero or positive, got {self.weight_decay}")
+        for name in ("nz", "ngf", "ndf", "channels", "max_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                owner = "dataset" if name in ("channels", "max_images") else "model"
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value} "
+                                  f"(leave it out for the {owner}'s default)")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
         if self.d_steps is not None and self.d_steps < 1:
             raise ConfigError(f"--d-steps must be at least 1, got {self.d_steps}")
         if (self.d_steps or 1) > 1 and self.schedule == "alternating":

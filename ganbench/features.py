@@ -4,6 +4,7 @@ to an on-disk cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,17 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ganbench import distributed
+from ganbench.choices import BN_STATS
+from ganbench.choices import FEATURE_DTYPES as FEATURE_DTYPE_NAMES
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
-from ganbench.files import atomic_write
-from ganbench.models.base import Discriminator, to_signed_unit
+from ganbench.files import atomic_path, atomic_write
+from ganbench.models.base import Discriminator, batchnorms, frozen_batchnorm, to_signed_unit
 from ganbench.progress import progress_bar
 
-BN_MODES = ("train-batches", "running", "batch")
-FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
+BN_MODES = BN_STATS
+FEATURE_DTYPES = {name: getattr(np, name) for name in FEATURE_DTYPE_NAMES}
 FEATURES_VERSION = 1  # bump when the extraction changes, so old caches are not reused
 
 
@@ -64,10 +66,6 @@ def pool_maps(maps: list[torch.Tensor], grid: int = 4) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-def _batchnorms(disc: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in disc.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 def _to_input(images: np.ndarray, channels: int, device: torch.device) -> torch.Tensor:
     x = to_signed_unit(torch.from_numpy(np.array(images)).to(device))
     if x.shape[1] != channels:
@@ -88,9 +86,10 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
     of the batches and the per-batch statistics are summed in batch order on every rank: the same bits as one
     process.
     """
-    bns = _batchnorms(disc)
+    bns = batchnorms(disc)
     sums = [[None, None] for _ in bns]
     hooks = []
+    stack = contextlib.ExitStack()
     sharded = distributed.active()
     per_batch: list[list[tuple]] = []  # under torchrun: (BN index, mean, var) of this rank's batches, in order
 
@@ -108,13 +107,8 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
 
     for i, bn in enumerate(bns):
         hooks.append(bn.register_forward_pre_hook(make_hook(i)))
-    was_training = disc.training
-    momenta = [bn.momentum for bn in bns]
-    saved = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
     try:
-        disc.train()  # batch statistics inside the network, as the authors' Theano graph had
-        for bn in bns:
-            bn.momentum = 0.0
+        stack.enter_context(frozen_batchnorm(disc, train=True))  # batch statistics, as the authors' Theano graph
         n_batches = 0
         lo, hi = distributed.shard(len(images), batch_size) if sharded else (0, len(images))
         for start in _progress(range(lo, hi, batch_size), progress, "BN statistics", batch_size, hi - lo):
@@ -125,13 +119,9 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
             disc.feature_maps(_to_input(chunk, disc.channels, torch.device(device)))
             n_batches += 1
     finally:
+        stack.close()
         for h in hooks:
             h.remove()
-        for bn, mom, (rm, rv) in zip(bns, momenta, saved):
-            bn.momentum = mom
-            bn.running_mean.copy_(rm)
-            bn.running_var.copy_(rv)
-        disc.train(was_training)
     if sharded:  # every rank's batches in rank (= batch) order, summed as one process sums them
         every = [b for part in distributed.all_gather_object(per_batch) for b in part]
         n_batches = len(every)
@@ -147,7 +137,7 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
 
 def set_bn_statistics(disc: Discriminator, stats: list[tuple[Any, Any]]) -> None:
     """Make every BN layer of disc normalise with the given (mean, var) pairs in eval mode."""
-    for bn, (mean, var) in zip(_batchnorms(disc), stats):
+    for bn, (mean, var) in zip(batchnorms(disc), stats):
         bn.running_mean.copy_(mean.to(bn.running_mean))
         bn.running_var.copy_(var.to(bn.running_var))
 
@@ -211,43 +201,31 @@ def extract_features(
         path = Path(out)
     distributed.on_main(lambda: path.parent.mkdir(parents=True, exist_ok=True))
 
-    bns = _batchnorms(disc)
-    if spec.bn_stats == "train-batches" and bns:
+    if spec.bn_stats == "train-batches" and batchnorms(disc):
         if bn_stats_values is None:
             raise ConfigError("bn_stats='train-batches' needs statistics from train_batch_statistics")
         set_bn_statistics(disc, bn_stats_values)
-    was_training = disc.training
-    momenta = [bn.momentum for bn in bns]
-    # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
-    disc.train(spec.bn_stats == "batch")
-    for bn in bns:
-        bn.momentum = 0.0
-    main = distributed.is_main()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    main = distributed.is_main()  # the only process in a single one; under torchrun rank 0 writes the matrix
     sidecar = path.with_suffix(".json")
     if main:
-        sidecar.unlink(missing_ok=True)
-    try:
+        sidecar.unlink(missing_ok=True)  # the sidecar marks a finished matrix: gone until the new one is whole
+    lo, hi = distributed.shard(n, batch_size)  # this rank's batches: (0, n) in a single process
+    # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
+    with frozen_batchnorm(disc, train=spec.bn_stats == "batch"), \
+            (atomic_path(path) if main else contextlib.nullcontext()) as tmp:
         matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim)) \
             if main else None
-        lo, hi = distributed.shard(n, batch_size)  # (0, n) in a single process
         rows = matrix if not distributed.active() else np.empty((hi - lo, dim), FEATURE_DTYPES[spec.dtype])
         wanted = set(spec.layers)
         for start in _progress(range(lo, hi, batch_size), progress and main, "features", batch_size, hi - lo):
             x = _to_input(store.images[start:start + batch_size], disc.channels, device)
             maps = [m for i, m in enumerate(disc.feature_maps(x), 1) if i in wanted]
             rows[start - lo:start - lo + len(x)] = pool_maps(maps, spec.grid).float().cpu().numpy()
-        if distributed.active():
+        if distributed.active():  # every rank's rows, in rank order, into rank 0's matrix
             distributed.gather_rows(rows, out=matrix)
         if main:
             matrix.flush()
             del matrix
-            os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        for bn, mom in zip(bns, momenta):
-            bn.momentum = mom
-        disc.train(was_training)
     if not main:
         return None
     meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,

@@ -7,6 +7,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+try:  # POSIX; elsewhere the locks below are no-ops
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -33,3 +38,25 @@ def atomic_write(target: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         fh.write(payload)
     return target
+
+
+class LockBusy(Exception):
+    """Another process holds the lock (raised by exclusive_lock with wait=False)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive OS lock (flock) on the file at path for the block: the kernel releases it when the holder
+    exits or is killed (kill -9 included), so a crash never leaves a stale lock. wait=False raises LockBusy at once
+    if another process holds it. The lock file itself is left in place (removing it would race with a waiter)."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError as exc:
+                raise LockBusy(str(path)) from exc
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock

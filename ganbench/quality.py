@@ -13,6 +13,7 @@ import torch
 
 from ganbench import distributed
 from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, training_provenance
+from ganbench.choices import FID_DIMS, QUALITY_METRICS
 from ganbench.errors import ConfigError
 from ganbench.metrics.compute import compute_all
 from ganbench.metrics.fid import feature_statistics, load_statistics, save_statistics
@@ -102,16 +103,27 @@ def evaluate_quality(
     """
     if (checkpoint is None) == (samples is None):
         raise ConfigError("give a generator checkpoint or a folder of samples (exactly one)")
-    if fid_dims not in (64, 192, 768, 2048):
-        raise ConfigError(f"--fid-dims must be 64, 192, 768 or 2048, got {fid_dims}")
+    if fid_dims not in FID_DIMS:
+        raise ConfigError(f"--fid-dims must be one of {', '.join(map(str, FID_DIMS))}, got {fid_dims}")
+    unknown = [m for m in metrics if m not in QUALITY_METRICS]
+    if unknown or not metrics:
+        raise ConfigError(f"unknown --metrics {','.join(unknown) or '(none)'}; choose from "
+                          f"{','.join(QUALITY_METRICS)}")
+    real_stats = _reference_statistics(ref, metrics)  # checked before any generation or Inception pass
+    if real_stats is not None and int(real_stats[0].shape[0]) != fid_dims:
+        raise ConfigError(f"--ref {ref} holds {real_stats[0].shape[0]}-dim statistics but --fid-dims is {fid_dims}; "
+                          f"pass --fid-dims {real_stats[0].shape[0]} or statistics made with --fid-dims {fid_dims}")
     dev = distributed.setup(device)
     t0 = time.perf_counter()
+    # the cheap checks of the inputs (checkpoint readable, samples present) come before the Inception weights
+    ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None  # read once: weights, record, provenance
+    if ckpt is None:
+        fake_images, fake_desc = resolve_images(samples, data_root=data_root)
     # rank 0 fetches the weights if they must be downloaded; the others then read the cached file
     net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress))
     dims = () if fid_dims == 2048 else (fid_dims,)
     model, training, ckpt_info = None, None, None
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)  # read once: weights, model record and provenance
+    if ckpt is not None:
         fake_images = generator_images(ckpt, n, seed, dev, variant_file=variant_file)
         fake_desc = f"{n} samples of {checkpoint}"
         model = ckpt["model"]
@@ -119,20 +131,9 @@ def evaluate_quality(
         ckpt_info = {"path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
         image_size = int(fake_images.shape[-1])
     else:
-        fake_images, fake_desc = resolve_images(samples, data_root=data_root)
         image_size = 32
     fake = sharded_extract(fake_images, batch_size=batch_size, net=net, dims=dims, progress=progress)
-    real_stats, real = None, None
-    ref_path = Path(ref)
-    if ref_path.suffix == ".npz" and ref_path.is_file():
-        with np.load(ref_path) as data:
-            is_stats = "mu" in data.files and "sigma" in data.files
-        if is_stats:
-            mu, sigma, _ = load_statistics(ref_path)
-            real_stats = (mu, sigma)
-            needing = [m for m in metrics if m in ("kid", "pr", "dc")]
-            if needing:
-                raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
+    real = None
     if real_stats is None:
         ref_images, _ = resolve_images(ref, data_root=data_root, image_size=image_size)
         real = sharded_extract(ref_images, batch_size=batch_size, net=net, dims=dims, progress=progress)
@@ -156,6 +157,26 @@ def evaluate_quality(
         "results": values, "versions": environment_versions(), "device": str(dev),
         "wall_time_s": {"total": round(time.perf_counter() - t0, 2)},
     }
+
+
+def _reference_statistics(ref: str, metrics: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mu, sigma) when ref is a statistics .npz (checked whole: arrays, shapes, finiteness), else None (images)."""
+    ref_path = Path(ref)
+    if ref_path.suffix != ".npz" or not ref_path.is_file():
+        return None
+    try:
+        with np.load(ref_path, allow_pickle=False) as data:
+            is_stats = "mu" in data.files and "sigma" in data.files
+    except Exception as exc:
+        raise ConfigError(f"--ref {ref} is not a readable .npz ({type(exc).__name__}); pass statistics written by "
+                          f"`ganbench stats` or pytorch-fid --save-stats, or an .npz of images") from None
+    if not is_stats:
+        return None
+    mu, sigma, _ = load_statistics(ref_path)
+    needing = [m for m in metrics if m in ("kid", "pr", "dc")]
+    if needing:
+        raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
+    return mu, sigma
 
 
 def write_reference_statistics(source: str, out: str, *, inception_weights: str | None = None,

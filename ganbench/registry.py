@@ -141,7 +141,11 @@ def load_objective_file(spec: str) -> type[Objective]:
     path = Path(path_text).expanduser().resolve()
     if not hasattr(module, attr):
         raise ModelError(f"objective file {path} defines no {attr!r}")
-    return register_objective(getattr(module, attr), {"kind": "file", "path": str(path), "attr": attr})
+    obj = getattr(module, attr)
+    if not (isinstance(obj, type) and issubclass(obj, Objective)):
+        raise ModelError(f"{spec}: expected a ganbench.objectives.Objective subclass, got {type(obj).__name__} "
+                         f"{obj!r:.40}; point --objective-file at the class")
+    return register_objective(obj, {"kind": "file", "path": str(path), "attr": attr})
 
 
 def _load_objective_entry_points() -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import pickle
+import struct
+import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from ganbench.cli import cli
+from ganbench.data.cifar10 import CLASSES as CIFAR_CLASSES
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +40,50 @@ def files(tmp: Path) -> dict[str, Path]:
     (tmp / "bad_toml.toml").write_text("steps = = 3\n")
     (tmp / "unknown_key.toml").write_text("stepz = 3\n")
     (tmp / "a_dir").mkdir()
+    # data: an image folder with a corrupt image, one with a zero-byte image, a CIFAR-10 tree missing a class,
+    # a truncated archive, an idx file with the wrong magic number, a garbage SVHN .mat
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    for name, bad in (("corrupt", b"\x89PNG\r\n\x1a\n garbage"), ("zero", b"")):
+        (tmp / name / "cls").mkdir(parents=True)
+        rgb.save(tmp / name / "cls" / "good.png")
+        (tmp / name / "cls" / "bad.png").write_bytes(bad)
+    for split in ("train", "test"):
+        for cls in CIFAR_CLASSES[:-1]:  # no "truck"
+            (tmp / "cifar_tree" / split / cls).mkdir(parents=True)
+            rgb.save(tmp / "cifar_tree" / split / cls / "0.png")
+    with tarfile.open(tmp / "whole.tar.gz", "w:gz") as tf:
+        for cls in CIFAR_CLASSES:
+            rgb.save(tmp / "img.png")
+            for i in range(3):
+                tf.add(tmp / "img.png", arcname=f"train/{cls}/{i}.png")
+    raw = (tmp / "whole.tar.gz").read_bytes()
+    (tmp / "truncated.tar.gz").write_bytes(raw[: len(raw) // 2])
+    (tmp / "mnist").mkdir()
+    for prefix in ("train", "t10k"):  # image files want magic 2051; these carry the labels' 2049
+        for kind in ("images-idx3", "labels-idx1"):
+            (tmp / "mnist" / f"{prefix}-{kind}-ubyte").write_bytes(struct.pack(">II", 2049, 3) + bytes(3 * 784))
+    (tmp / "svhn").mkdir()
+    for split in ("train", "test"):
+        (tmp / "svhn" / f"{split}_32x32.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage" + bytes(200))
+    # plug-in files: raising on import, not a Variant / not an Objective
+    (tmp / "raises.py").write_text("raise RuntimeError('broken plug-in')\n")
+    (tmp / "not_variant.py").write_text("THING = 42\n")
+    # reference statistics: not an npz at all, and statistics of the wrong dimension
+    (tmp / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    np.savez(tmp / "dims7.npz", mu=np.zeros(7), sigma=np.eye(7))
+    # a folder of generated samples for eval samples
+    (tmp / "samples").mkdir()
+    for i in range(4):
+        rgb.save(tmp / "samples" / f"{i}.png")
     return {}
 
 
 TRAIN = ["train", "--dataset", "fake", "--max-images", "32", "--batch-size", "16", "--steps", "1", "--quiet"]
+
+TRAIN_DATA = ["train", "--max-images", "32", "--batch-size", "16", "--steps", "1", "--quiet", "--dataset"]
+EVAL_CIFAR = ["eval", "cifar10", "--random-init", "dcgan32", "--protocol", "400", "--no-record", "--quiet"]
+EVAL_DIGITS = ["eval", "digits", "--random-init", "dcgan-svhn32", "--no-record", "--quiet"]
+EVAL_SAMPLES = ["eval", "samples", "{tmp}/samples", "--no-record", "--quiet"]
 
 CASES = [
     # (id, argv with {tmp} placeholders, words the message must contain)
@@ -77,6 +122,43 @@ CASES = [
     ("compare unknown preset", ["compare", "--preset", "cifar", "--out", "{tmp}/c"], "unknown preset 'cifar'"),
     ("compare missing spec", ["compare", "{tmp}/nope.toml", "--out", "{tmp}/c"], "does not exist"),
     ("compare invalid spec", ["compare", "{tmp}/bad_toml.toml", "--out", "{tmp}/c"], "not valid TOML"),
+    # data
+    ("missing data root", [*TRAIN_DATA, "folder", "--data-root", "{tmp}/nowhere", "--out", "{tmp}/r"],
+     "does not exist"),
+    ("file as data root", [*TRAIN_DATA, "folder", "--data-root", "{tmp}/notes.txt", "--out", "{tmp}/r"],
+     "notes.txt"),
+    ("corrupt image", [*TRAIN_DATA, "folder", "--data-root", "{tmp}/corrupt", "--out", "{tmp}/r"], "bad.png"),
+    ("zero-byte image", [*TRAIN_DATA, "folder", "--data-root", "{tmp}/zero", "--out", "{tmp}/r"], "bad.png"),
+    ("class folder missing", [*EVAL_CIFAR, "--data-root", "{tmp}/cifar_tree"], "missing truck"),
+    ("truncated archive", [*TRAIN_DATA, "folder", "--data-root", "{tmp}/truncated.tar.gz", "--out", "{tmp}/r"],
+     "truncated.tar.gz"),
+    ("idx wrong magic", ["eval", "mnist", "--random-init", "dcgan-svhn32", "--data-root", "{tmp}/mnist",
+                         "--no-record", "--quiet"], "magic number"),
+    ("garbage .mat", ["eval", "svhn", "--random-init", "dcgan-svhn32", "--data-root", "{tmp}/svhn", "--no-record",
+                      "--quiet"], "_32x32.mat"),
+    # eval options
+    ("layers out of range", [*EVAL_DIGITS, "--layers", "0-9"], "--layers"),
+    ("layers malformed", [*EVAL_DIGITS, "--layers", "a,b"], "--layers"),
+    ("C grid malformed", [*EVAL_DIGITS, "--C-grid", "1,x"], "--C-grid"),
+    ("C grid negative", [*EVAL_DIGITS, "--C-grid", "-1"], "--C-grid"),
+    ("C grid nan", [*EVAL_DIGITS, "--C-grid", "nan"], "--C-grid"),
+    ("trials zero", [*EVAL_DIGITS, "--trials", "0"], "--trials"),
+    ("eval model arg unknown", [*EVAL_DIGITS, "--model-arg", "nfd=3"], "takes no argument"),
+    # plug-in files
+    ("variant file missing", [*TRAIN, "--variant", "{tmp}/no.py:X", "--model", "x", "--out", "{tmp}/r"],
+     "does not exist"),
+    ("variant file raises", [*TRAIN, "--variant", "{tmp}/raises.py:X", "--model", "x", "--out", "{tmp}/r"],
+     "broken plug-in"),
+    ("not a Variant", [*TRAIN, "--variant", "{tmp}/not_variant.py:THING", "--model", "x", "--out", "{tmp}/r"],
+     "expected a ganbench Variant"),
+    ("objective file raises", [*TRAIN, "--objective-file", "{tmp}/raises.py:X", "--out", "{tmp}/r"],
+     "broken plug-in"),
+    ("not an Objective", [*TRAIN, "--objective-file", "{tmp}/not_variant.py:THING", "--out", "{tmp}/r"],
+     "not_variant.py:THING"),
+    # reference statistics and quality options
+    ("garbage stats npz", [*EVAL_SAMPLES, "--ref", "{tmp}/garbage.npz"], "garbage.npz"),
+    ("stats of wrong dims", [*EVAL_SAMPLES, "--ref", "{tmp}/dims7.npz"], "dims7.npz"),
+    ("unknown metric", [*EVAL_SAMPLES, "--ref", "{tmp}/samples", "--metrics", "fid,fud"], "fud"),
 ]
 
 
@@ -91,3 +173,44 @@ def test_bad_input_ends_in_one_line_and_exit_code_2(tmp_path, argv, words):
     assert text.startswith("ganbench: error:") and words in text, text
     assert not Path("/tmp/ganbench-pwned").exists()  # the pickle's code never ran
     assert not (tmp_path / "r" / "checkpoints").exists()  # nothing half-written left as if valid
+
+
+VALID_ZERO = {"--beta1", "--beta2", "--weight-decay", "--seed"}  # 0 is a legitimate value of these
+
+
+def _numeric_options(*path: str):
+    import click
+
+    command = cli
+    for name in path:
+        command = command.commands[name]
+    return [p.opts[0] for p in command.params
+            if isinstance(p, click.Option) and p.type.name in ("integer", "float", "integer range", "float range")]
+
+
+@pytest.mark.parametrize("path,base", [
+    (("train",), [*TRAIN[1:], "--out", "{tmp}/r"]),
+    (("eval", "digits"), ["--random-init", "dcgan-svhn32", "--no-record", "--quiet"]),
+    (("sample",), ["{tmp}/good.pt", "--out", "{tmp}/g.png"]),
+    (("features",), ["{tmp}/good.pt", "--dataset", "digits", "--out", "{tmp}/f.npy"]),
+    (("eval", "samples"), ["{tmp}/samples", "--ref", "{tmp}/samples", "--no-record"]),
+    (("compare",), ["--preset", "digits", "--out", "{tmp}/c"]),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_every_numeric_option_refuses_zero_negative_nan_and_inf(tmp_path, path, base):
+    files(tmp_path)
+    options = _numeric_options(*path)
+    assert options, path
+    for option in options:
+        for value in ("0", "-1", "nan", "inf"):
+            if value == "0" and option in VALID_ZERO:
+                continue
+            args = [*path, *[a.replace("{tmp}", str(tmp_path)) for a in base]]
+            if option in args:  # the base command line's own value of this option is replaced
+                i = args.index(option)
+                del args[i:i + 2]
+            result = CliRunner().invoke(cli, [*args, option, value])
+            text = result.output.strip()
+            assert result.exit_code == 2, (option, value, text)
+            assert len(text.splitlines()) == 1 and "Traceback" not in text, (option, value, text)
+            assert option in text or option.lstrip("-").replace("-", "_") in text or "must" in text, (option, text)
+    assert not (tmp_path / "r" / "checkpoints").exists()

@@ -159,3 +159,30 @@ def test_reproduce_paper_says_what_it_skips(tmp_path):
     skipped = [ln for ln in r.output.splitlines() if "SKIPPED" in ln]
     assert [ln.split(":")[0] for ln in skipped] == ["cifar10-full", "cifar10-400", "svhn-1000"]
     assert (tmp_path / "results" / "tables" / "cifar10.md").is_file()
+
+
+def test_cli_choices_and_defaults_come_from_the_library_tables():
+    from ganbench import choices
+    from ganbench.cli import cli
+    from ganbench.config import TrainConfig
+    from ganbench.features import BN_MODES, FEATURE_DTYPES
+    from ganbench.metrics.compute import METRICS
+    from ganbench.metrics.inception import FID_DIMS
+    from ganbench.probe.l2svm import BACKENDS
+
+    # the library validates against the same tuples the CLI offers
+    assert BN_MODES == choices.BN_STATS and tuple(FEATURE_DTYPES) == choices.FEATURE_DTYPES
+    assert METRICS == choices.QUALITY_METRICS and FID_DIMS == choices.FID_DIMS and BACKENDS == choices.SVM_BACKENDS
+    cifar = {p.name: p for p in cli.commands["eval"].commands["cifar10"].params}
+    assert tuple(cifar["bn_stats"].type.choices) == BN_MODES and cifar["bn_stats"].default == "train-batches"
+    assert tuple(cifar["feature_dtype"].type.choices) == tuple(FEATURE_DTYPES)
+    assert tuple(cifar["svm_backend"].type.choices) == BACKENDS
+    quality = {p.name: p for p in cli.commands["eval"].commands["quality"].params}
+    assert [int(d) for d in quality["fid_dims"].type.choices] == list(FID_DIMS)
+    assert quality["metrics"].default == ",".join(METRICS)
+    # train's --help shows TrainConfig's own defaults
+    text = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200).output
+    defaults = TrainConfig()
+    for words in (f"Minibatch size. [{defaults.batch_size}]", f"[{defaults.model}]",
+                  f"Steps between checkpoints. [{defaults.checkpoint_every}]", f"[{defaults.n_samples}]"):
+        assert words in text, words

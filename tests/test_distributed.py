@@ -125,7 +125,7 @@ def test_rank_zero_alone_writes_one_set_of_files(runs):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "step_0000002.pt",
                                                                        "step_0000004.pt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
-    assert not [p for p in run.rglob(".*")]  # no temporary file left behind
+    assert [p.name for p in run.rglob(".*")] == [".lock"]  # rank 0's run-directory lock; no temporary file
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
     first = (run / "config.toml").read_text().splitlines()[0]

@@ -164,3 +164,26 @@ def test_an_unknown_z_distribution_is_refused_not_sampled_as_normal():
     gen.z_dist = "laplace"
     with pytest.raises(ModelError, match="z_dist is 'laplace'"):
         gen.sample_z(2)
+
+
+def test_frozen_batchnorm_leaves_every_statistic_and_the_mode_as_it_was():
+    from ganbench.models.base import batchnorms, frozen_batchnorm
+
+    torch.manual_seed(0)
+    gen, _ = get_variant("dcgan32").build(nz=8, ngf=4, ndf=4, channels=3)
+    gen.train()
+    gen(gen.sample_z(4))  # move the running statistics away from their init
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    momenta = [m.momentum for m in batchnorms(gen)]
+    for train in (True, False):
+        with frozen_batchnorm(gen, train=train) as bns:
+            assert gen.training is train and all(m.momentum == 0.0 for m in bns)
+            gen(gen.sample_z(4))
+            for m in bns:  # even a state change made inside the block is undone
+                m.running_mean.add_(1.0)
+        assert gen.training and [m.momentum for m in batchnorms(gen)] == momenta
+        for key, value in gen.state_dict().items():
+            assert torch.equal(value, before[key]), key
+    # and without it the same forward pass would have moved them
+    gen(gen.sample_z(4))
+    assert not torch.equal(batchnorms(gen)[0].running_mean, before[next(k for k in before if "running_mean" in k)])

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ganbench.choices import QUALITY_METRICS
 from ganbench.metrics.errors import MetricInputError
 from ganbench.metrics.fid import _check_stats, feature_statistics, frechet_distance
 from ganbench.metrics.inception_score import inception_score
@@ -15,7 +16,7 @@ from ganbench.metrics.prdc import prdc
 
 __all__ = ["METRICS", "compute_all"]
 
-METRICS = ("fid", "is", "kid", "pr", "dc")
+METRICS = QUALITY_METRICS
 
 
 def _split(feats: Any, side: str) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from ganbench.files import atomic_path
 from ganbench.metrics.errors import MetricInputError, one_line
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "frechet_distance",
     "load_statistics",
     "save_statistics",
+    "statistics_complete",
 ]
 
 
@@ -187,14 +188,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """write(fh) into a temporary file beside path, fsync, rename (ganbench.files.atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -227,9 +223,25 @@ def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str
         raise MetricInputError(
             f"statistics metadata is not JSON-serialisable ({one_line(exc)}); pass plain str/int/float values"
         ) from None
+    # the sidecar goes first and comes back last: a writer killed in between leaves an npz without one (which
+    # statistics_complete rejects), never a new npz described by the old file's sidecar
+    sidecar_path(p).unlink(missing_ok=True)
     _atomic_write(p, lambda fh: np.savez_compressed(fh, mu=mu, sigma=sigma))
     _atomic_write(sidecar_path(p), lambda fh: fh.write((text + "\n").encode()))
     return p
+
+
+def statistics_complete(path: str | os.PathLike) -> bool:
+    """True when path holds statistics that save_statistics finished writing (npz and sidecar, both readable);
+    a cache of statistics rebuilds when this is False rather than trusting what a killed writer left."""
+    p = Path(path)
+    if not (p.is_file() and sidecar_path(p).is_file()):
+        return False
+    try:
+        load_statistics(p)
+    except MetricInputError:
+        return False
+    return True
 
 
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

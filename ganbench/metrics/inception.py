@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganbench.choices import FID_DIMS as _FID_DIMS
 from ganbench.metrics.errors import InceptionWeightsError, MetricInputError, one_line
 from ganbench.progress import progress_bar
 
@@ -58,7 +59,7 @@ WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_wei
 OFFICIAL_SHA256_PREFIX = "6726825d"
 ENV_WEIGHTS = "GANBENCH_INCEPTION_WEIGHTS"
 NETWORK_NAME = "pytorch-fid FID-InceptionV3 (TF inception-2015-12-05 port)"
-FID_DIMS = (64, 192, 768, 2048)
+FID_DIMS = _FID_DIMS
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")  # pytorch-fid's list
 INPUT_SIZE = 299
 

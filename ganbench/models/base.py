@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,22 +163,36 @@ class Variant:
         return gen, disc
 
 
+def batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm module of net, in module order."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(net: nn.Module, train: bool) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """Run net in train mode (each batch normalised by its own statistics) or eval mode (running statistics)
+    while leaving its BatchNorm state exactly as it was: momentum 0 inside the block, and on leaving it the running
+    mean, variance, counter, momentum and the module's mode restored. Yields the BatchNorm modules."""
+    bns = batchnorms(net)
+    was_training = net.training
+    saved = [(m.momentum, *(None if t is None else t.clone()
+                            for t in (m.running_mean, m.running_var, m.num_batches_tracked))) for m in bns]
+    try:
+        net.train(train)
+        for m in bns:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        yield bns
+    finally:
+        for m, (momentum, *tensors) in zip(bns, saved):
+            m.momentum = momentum
+            for live, kept in zip((m.running_mean, m.running_var, m.num_batches_tracked), tensors):
+                if kept is not None:
+                    live.copy_(kept)
+        net.train(was_training)
+
+
 def generate(gen: nn.Module, z: torch.Tensor, bn: str = "batch") -> torch.Tensor:
     """G(z) without touching G's state: batch statistics (as in training) with running stats frozen, or
     the running statistics (bn="running")."""
-    was_training = gen.training
-    bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    tracked = [m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None for m in bns]
-    try:
-        gen.train(bn == "batch")
-        for m in bns:
-            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-        with torch.no_grad():
-            return gen(z).float()
-    finally:
-        for m, mom, nbt in zip(bns, momenta, tracked):
-            m.momentum = mom
-            if nbt is not None:
-                m.num_batches_tracked.copy_(nbt)
-        gen.train(was_training)
+    with frozen_batchnorm(gen, train=bn == "batch"), torch.no_grad():
+        return gen(z).float()

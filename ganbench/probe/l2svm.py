@@ -49,6 +49,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
+from ganbench.choices import SVM_BACKENDS
 from ganbench.errors import ConfigError
 from ganbench.probe.dual import _centered_gram, _dual_newton, _Gram
 from ganbench.probe.primal import _build_subspace, _primal_newton, _Subspace
@@ -59,7 +60,7 @@ __all__ = ["L2SVM", "fit_path", "gram_matrix", "squared_hinge_objective"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "sklearn")
+BACKENDS = SVM_BACKENDS
 SOLVERS = ("auto", "primal", "dual")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECONDITIONER_RANK = 512  # dimension of the subspace on which the primal's CG is preconditioned exactly

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ganbench.choices import SVM_BACKENDS
 from ganbench.errors import ConfigError
 from ganbench.probe.l2svm import L2SVM, fit_path
 
@@ -37,7 +38,7 @@ class ProbeSettings:
     def validate(self) -> ProbeSettings:
         if not self.Cs or any(c <= 0 for c in self.Cs):
             raise ConfigError(f"--C-grid must be positive numbers, got {list(self.Cs)}")
-        if self.backend not in ("torch", "sklearn"):
+        if self.backend not in SVM_BACKENDS:
             raise ConfigError(f"unknown --svm-backend {self.backend!r}; choose torch or sklearn")
         return self
 

@@ -6,8 +6,14 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path, PurePath
 from typing import Any
+
+try:  # POSIX; elsewhere appends are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from ganbench.errors import ConfigError
 
@@ -66,29 +72,25 @@ def append_record(record: dict[str, Any], path: str | os.PathLike) -> None:
         clean = {"record_id": record_id_of(clean), **{k: v for k, v in clean.items() if k != "record_id"}}
     line = (json.dumps(clean, ensure_ascii=False) + "\n").encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if _lacks_final_newline(path):
-        # a writer killed mid-line left a partial line; start on a fresh line so only that one line is bad
-        line = b"\n" + line
-    # unbuffered O_APPEND file: the whole line goes to the kernel in one write(2), so concurrent appenders
-    # and readers never see half of it interleaved with another record
-    with open(path, "ab", buffering=0) as fh:
+    # unbuffered O_APPEND file under an exclusive flock: two appenders (two evaluations, two compare jobs) take
+    # turns, the whole line goes to the kernel in one write(2), and readers never see half of it mixed with another
+    with open(path, "a+b", buffering=0) as fh:  # a+: the last byte must be readable
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        if _lacks_final_newline(fh.fileno()):
+            # a writer killed mid-line left a partial line; start on a fresh line so only that one line is bad
+            line = b"\n" + line
         written = fh.write(line)
         while written is not None and written < len(line):  # regular files write fully; this is a safety net
             written += fh.write(line[written:]) or 0
         os.fsync(fh.fileno())
+    # closing the file releases the lock
 
 
-def _lacks_final_newline(path: Path) -> bool:
-    """True when path exists, is non-empty and its last byte is not a newline."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
-    except FileNotFoundError:
-        return False
+def _lacks_final_newline(fd: int) -> bool:
+    """True when the open file is non-empty and its last byte is not a newline."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
 def read_records(path_or_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -108,7 +110,8 @@ def read_records(path_or_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _read_file(file: Path) -> list[dict[str, Any]]:
-    """The records of one .jsonl file; any bad line is a ConfigError naming file and line."""
+    """The records of one .jsonl file. A line that is not a JSON object (an append killed halfway leaves a torn
+    line) is skipped with a warning naming the file and line, never half-parsed."""
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -116,23 +119,31 @@ def _read_file(file: Path) -> list[dict[str, Any]]:
                           f"check its permissions") from exc
     out = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
+        problem = None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{file} line {number} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                              f"fix or delete that line") from exc
-        if not text.strip():
+            text, problem = "", f"is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        if problem is None and not text.strip():
             continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{file} line {number} is not valid JSON: {exc.msg} (column {exc.colno}); "
-                              f"fix or delete that line") from exc
-        if not isinstance(record, dict):
-            raise ConfigError(f"{file} line {number} is a JSON {type(record).__name__}, not a record object; "
-                              f"fix or delete that line")
+        if problem is None:
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                problem = f"is torn or corrupt (not valid JSON: {exc.msg}, column {exc.colno})"
+            else:
+                if not isinstance(record, dict):
+                    problem = f"is a JSON {type(record).__name__}, not a record object"
+        if problem is not None:
+            warn(f"{file} line {number} {problem}; skipped it (delete that line to silence this)")
+            continue
         out.append(record)
     return out
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, in the CLI's style."""
+    sys.stderr.write(f"ganbench: warning: {message}\n")
 
 
 def environment_versions() -> dict[str, str | None]:

@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ganbench.checkpoint import (
 from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
 from ganbench.errors import ConfigError, DistributedError, RunDirError, TrainingDiverged
+from ganbench.files import LockBusy, atomic_write, exclusive_lock
 from ganbench.models.base import generate, to_signed_unit
 from ganbench.objectives import Objective
 from ganbench.progress import progress_bar
@@ -116,14 +118,23 @@ def _free_device_memory(device: torch.device) -> float:
     return float("inf")
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt."""
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; give one")
+LOCK_NAME = ".lock"  # the run directory's lock file: held (flock) by the one process training in it
+
+
+def check_out_path(out: Path) -> None:
+    """--out must not be, or lie under, a file."""
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():
             raise RunDirError(f"--out {out}: {folder} is a file, not a folder; choose another --out")
-    exists = out.exists() and any(out.iterdir())
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt. The lock file is not
+    part of the run: it neither makes the folder count as used nor is deleted by --overwrite (its holder is us)."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; give one")
+    check_out_path(out)
+    exists = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())
     if resume:
         if not (out / "checkpoints" / "last.pt").is_file():
             raise RunDirError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist; start a new run")
@@ -133,8 +144,50 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             raise RunDirError(
                 f"run directory {out} already exists; pass --resume to continue it or --overwrite to replace it"
             )
-        shutil.rmtree(out)
+        for child in out.iterdir():
+            if child.name == LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def hold_run_dir(out: Path, resume: bool) -> Iterator[None]:
+    """Hold the run directory's OS lock for the block, so a second `ganbench train` on the same --out refuses in
+    one line instead of interleaving checkpoints. The kernel drops the lock when the holder dies (kill -9 too)."""
+    check_out_path(out)
+    if resume and not out.is_dir():
+        raise RunDirError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist; start a new run")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = exclusive_lock(out / LOCK_NAME, wait=False)
+        lock.__enter__()
+    except LockBusy:
+        raise RunDirError(f"{out} is in use by another `ganbench train` (it holds {out / LOCK_NAME}); wait for that "
+                          f"run to finish or choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """On resume: keep the metrics rows up to the checkpoint's step (later rows were logged after it by the run
+    that died, and will be logged again), dropping a torn last line."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line + "\n")
+    atomic_write(path, "".join(keep))
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
@@ -215,9 +268,21 @@ def train(
         if not resume:  # unknown model, objective or option: refused before --overwrite deletes anything
             resolve_config(cfg)
             _check_global_batch(cfg.batch_size, world)
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; give one")
 
     # a user's mistake is found by rank 0 first and printed once; the other ranks stop with it
     distributed.main_first(check)
+    held = contextlib.ExitStack()
+    # rank 0 alone holds the run directory's lock (the other ranks write nothing there)
+    distributed.on_main(lambda: held.enter_context(hold_run_dir(out, resume)))
+    with held:
+        return _train_locked(cfg, out, resume=resume, overwrite=overwrite, explicit=explicit, progress=progress,
+                             world=world, rank=rank)
+
+
+def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, explicit: set[str] | None,
+                  progress: bool, world: int, rank: int) -> TrainResult:
     distributed.on_main(lambda: prepare_run_dir(out, resume, overwrite))
 
     def settle() -> tuple[dict[str, Any] | None, TrainConfig]:
@@ -315,6 +380,10 @@ def train(
     def write_run_files() -> None:
         (out / "samples").mkdir(exist_ok=True)
         (out / "checkpoints").mkdir(exist_ok=True)
+        if start:
+            trim_metrics(out / "metrics.jsonl", start)
+            for stale in (out / "checkpoints").glob(".*.tmp"):  # a killed writer's temporary file; we hold the lock
+                stale.unlink(missing_ok=True)
         write_config(cfg, out / "config.toml", note)
 
     distributed.on_main(write_run_files)
@@ -452,8 +521,8 @@ def train(
                                                   normalize=True, value_range=(-1, 1)), done)
 
     def write_row(row: dict[str, Any]) -> None:
-        with open(metrics_path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        with open(metrics_path, "ab", buffering=0) as fh:  # one write(2) per row: a kill tears at most it
+            fh.write((json.dumps(row) + "\n").encode("utf-8"))
         if writer is not None:
             for key, value in row.items():
                 if key != "step":
