@@ -54,6 +54,31 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def init_group(device: str = "auto") -> None:
+    """Under torchrun, create this process's group if not done yet: NCCL when the job runs on GPUs (device "auto"
+    or "cuda" with GPUs visible; LOCAL_RANK picks the GPU), gloo otherwise. Outside torchrun: nothing."""
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    try:
+        timeout = dt.timedelta(seconds=float(os.environ.get("GANBENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
+    except ValueError:
+        raise ConfigError(f"GANBENCH_DIST_TIMEOUT={os.environ['GANBENCH_DIST_TIMEOUT']!r} is not a number of "
+                          "seconds; set it to e.g. 600 or unset it") from None
+    cuda = str(device) != "cpu" and torch.cuda.is_available()
+    if cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
+                              f"start at most {torch.cuda.device_count()} processes per node (--nproc-per-node)")
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    atexit.register(cleanup)
+
+
 def setup(device: str = "auto") -> torch.device:
     """The device of this process, creating the process group first when launched by torchrun.
 
@@ -61,25 +86,15 @@ def setup(device: str = "auto") -> torch.device:
     """
     from ganbench.devices import pick_device
 
+    init_group(device)
     picked = pick_device(device)
     if not launched():
         return picked
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if picked.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
-                              f"start at most {torch.cuda.device_count()} processes per node (--nproc-per-node)")
-        picked = torch.device("cuda", local_rank)
-        torch.cuda.set_device(picked)
-    if not dist.is_initialized():
-        timeout = dt.timedelta(seconds=float(os.environ.get("GANBENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
-        dist.init_process_group("nccl" if picked.type == "cuda" else "gloo", timeout=timeout)
-        atexit.register(cleanup)
-    elif _backend_device().type != picked.type:
-        raise ConfigError(f"the process group was made for {_backend_device().type} but --device {device} gives "
-                          f"{picked.type}; use one device type per torchrun job")
+        picked = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if _backend_device().type != picked.type:
+        raise ConfigError(f"this torchrun job's process group runs on {_backend_device().type} but --device "
+                          f"{device} asks for {picked.type}; use one device type per job")
     return picked
 
 

@@ -257,8 +257,7 @@ def train(
     the ranks; rank 0 prepares the run directory and writes every file; see ganbench.distributed.
     """
     out = Path(out)
-    if distributed.launched():
-        distributed.setup(cfg.device)  # the process group first: rank 0's errors below reach every rank through it
+    distributed.init_group(cfg.device)  # under torchrun the group first: rank 0's errors below reach every rank
     world, rank = distributed.world_size(), distributed.rank()
 
     def check() -> None:
