@@ -1,8 +1,8 @@
 """Process groups under torchrun: detection, set-up, rank-0-first work, sharding and gathering in rank order.
 
 Outside torchrun (no WORLD_SIZE/RANK in the environment, or a world of one process) every function here is a
-no-op that behaves like a world of one: nothing imports torch.distributed and no process group exists, so a
-single-process run is exactly what it was. Under torchrun the group is created once per process (gloo on the CPU,
+no-op that behaves like a world of one: no process group is made and no collective runs, so a single-process run
+is exactly what it was. Under torchrun the group is created once per process (gloo on the CPU,
 NCCL on CUDA with LOCAL_RANK picking the GPU) with a timeout, so that a collective waiting for a dead rank ends
 in an error instead of a hang.
 """

@@ -194,3 +194,13 @@ def test_tensorboard_missing_says_which_pip_command(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install 'ganbench\[tensorboard\]'") as err:
         train(small(steps=1, tensorboard=True), tmp_path / "run", progress=False)
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
+def test_outside_torchrun_no_process_group_is_made(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "1")  # what `torchrun --nproc-per-node 1` sets: still a single process
+    monkeypatch.setenv("RANK", "0")
+    train(small(steps=1, sync_bn=True), tmp_path / "run", progress=False)
+    assert not dist.is_initialized()
+    assert "torchrun" not in (tmp_path / "run" / "config.toml").read_text()
