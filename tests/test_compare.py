@@ -244,3 +244,25 @@ def test_final_sample_grids_are_collected_side_by_side(tmp_path):
     copied = collect_samples(units, tmp_path / "out")
     assert copied == [tmp_path / "out" / "samples" / "ns-seed0.png"]
     assert copied[0].read_bytes() == b"\x89PNG fake"
+
+
+def test_tensorboard_gives_one_run_per_variant_and_seed_with_its_evaluations(tmp_path):
+    from dataclasses import replace
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ganbench.compare import _tensorboard_results
+
+    spec = spec_from_dict({"name": "tb", "dataset": "digits", "variants": {"ns": {}, "hinge": {"objective": "hinge"}},
+                           "budget": {"steps": 4}, "eval_every": 2, "probe": "digits"})
+    units = plan(spec, tmp_path)
+    assert sorted(str(u.run_dir.relative_to(tmp_path)) for u in units) == [
+        "runs/hinge/seed0", "runs/hinge/seed1", "runs/ns/seed0", "runs/ns/seed1"]
+    unit = replace(units[0], config=replace(units[0].config, tensorboard=True))
+    _tensorboard_results(unit, 2, "probe", {"test_accuracy_mean": 91.5, "per_trial": [91.5], "note": "x"})
+    _tensorboard_results(unit, 4, "probe", {"test_accuracy_mean": 93.25, "per_trial": [93.25]})
+    events = EventAccumulator(str(unit.run_dir)).Reload()
+    assert events.Tags()["scalars"] == ["probe/test_accuracy_mean"]  # numbers only; lists and text are left out
+    assert [(e.step, e.value) for e in events.Scalars("probe/test_accuracy_mean")] == [(2, 91.5), (4, 93.25)]
+    _tensorboard_results(units[1], 2, "probe", {"test_accuracy_mean": 1.0})  # --tensorboard not given: nothing
+    assert not units[1].run_dir.exists()
