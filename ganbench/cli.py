@@ -401,6 +401,10 @@ def _quality_options(func):
         click.option("--inception-weights", type=click.Path(dir_okay=False),
                      help="pt_inception-2015-12-05-6726825d.pth (else $GANBENCH_INCEPTION_WEIGHTS, torch hub cache)."),
         click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True),
+        click.option("--inception-input", type=click.Choice(["pytorch-fid", "tf1"]), default="pytorch-fid",
+                     show_default=True,
+                     help="Inception input pipeline: pytorch-fid's, or tf1 = the original TF code's resize and "
+                          "scaling as torch-fidelity (use it to set IS beside published scores)."),
         click.option("--is-splits", type=click.IntRange(min=1), default=10, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
@@ -428,7 +432,7 @@ def _report_quality(record: dict, records: str | None, no_record: bool, as_json:
     r = record["results"]
     parts = [f"{k} {r[k]:.4g}" for k in ("fid", "is_mean", "kid_mean", "precision", "recall", "density", "coverage")
              if k in r]
-    click.echo(f"{record['label']}: " + ", ".join(parts))
+    click.echo(f"{record['label']}: " + ", ".join(parts) + f" (Inception input {record.get('inception_input')})")
 
 
 @eval_group.command("quality")
@@ -436,30 +440,31 @@ def _report_quality(record: dict, records: str | None, no_record: bool, as_json:
 @click.option("--n", "n", type=click.IntRange(min=1), default=50000, show_default=True, help="Samples to generate.")
 @click.option("--variant", "variant_file")
 @_quality_options
-def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, is_splits,
-                 batch_size, device, seed, records, no_record, label, as_json, quiet) -> None:
+def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, inception_input,
+                 is_splits, batch_size, device, seed, records, no_record, label, as_json, quiet) -> None:
     """FID, IS, KID, precision/recall, density/coverage of a generator's samples, from one Inception pass."""
     from ganbench.quality import evaluate_quality
 
     record = evaluate_quality(checkpoint=checkpoint, ref=ref, n=n, metrics=tuple(metrics.split(",")),
                               inception_weights=inception_weights, fid_dims=int(fid_dims), is_splits=is_splits,
                               batch_size=batch_size, device=device, seed=seed, data_root=data_root,
-                              variant_file=variant_file, label=label, progress=not quiet)
+                              variant_file=variant_file, label=label, progress=not quiet,
+                              inception_input=inception_input)
     _report_quality(record, records, no_record, as_json)
 
 
 @eval_group.command("samples")
 @click.argument("folder")
 @_quality_options
-def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, is_splits, batch_size, device, seed,
-                 records, no_record, label, as_json, quiet) -> None:
+def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, inception_input, is_splits, batch_size,
+                 device, seed, records, no_record, label, as_json, quiet) -> None:
     """Score any folder (or .npz) of generated images, e.g. another GAN's samples."""
     from ganbench.quality import evaluate_quality
 
     record = evaluate_quality(samples=folder, ref=ref, metrics=tuple(metrics.split(",")),
                               inception_weights=inception_weights, fid_dims=int(fid_dims), is_splits=is_splits,
                               batch_size=batch_size, device=device, seed=seed, data_root=data_root, label=label,
-                              progress=not quiet)
+                              progress=not quiet, inception_input=inception_input)
     _report_quality(record, records, no_record, as_json)
 
 
@@ -469,16 +474,22 @@ def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, i
 @click.option("--data-root")
 @click.option("--inception-weights", type=click.Path(dir_okay=False))
 @click.option("--fid-dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True)
+@click.option("--inception-input", type=click.Choice(["pytorch-fid", "tf1"]), default="pytorch-fid",
+              show_default=True,
+              help="Inception input pipeline: pytorch-fid's, or tf1 = the original TF code's resize and "
+                   "scaling as torch-fidelity (use it to set IS beside published scores).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
-def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, device, quiet) -> None:
-    """Reference statistics of a folder, .npz or dataset:split, interoperable with pytorch-fid's --save-stats."""
+def stats_cmd(source, out, data_root, inception_weights, fid_dims, inception_input, batch_size, device, quiet) -> None:
+    """Reference statistics of a folder, .npz or dataset:split, interoperable with pytorch-fid's --save-stats.
+
+    The Inception input mode is written into the .npz; evaluations refuse statistics of another mode."""
     from ganbench.quality import write_reference_statistics
 
     path = write_reference_statistics(source, out, inception_weights=inception_weights, data_root=data_root,
                                       fid_dims=int(fid_dims), batch_size=batch_size, device=device,
-                                      progress=not quiet)
+                                      progress=not quiet, inception_input=inception_input)
     click.echo(f"wrote {path}")
 
 

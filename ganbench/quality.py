@@ -14,9 +14,19 @@ from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpo
 from ganbench.devices import pick_device
 from ganbench.errors import ConfigError
 from ganbench.metrics.compute import compute_all
-from ganbench.metrics.fid import feature_statistics, load_statistics, save_statistics
-from ganbench.metrics.inception import InceptionFeatures, extract
+from ganbench.metrics.fid import check_same_input_mode, feature_statistics, load_statistics, save_statistics
+from ganbench.metrics.inception import INPUT_MODES, InceptionFeatures, check_input_mode, extract
 from ganbench.models.base import generate
+
+# The seeds and subset draws each input mode's IS and KID use: ganbench's own (the evaluation's --seed,
+# numpy Generator), or in tf1 mode torch-fidelity's (RandomState(2020), its rng_seed default), so that a tf1
+# number equals torch-fidelity's on the same images and weights.
+TF1_METRIC_SEED = 2020
+
+
+def metric_sampling(input_mode: str, seed: int) -> tuple[str, int]:
+    """(sampling convention, seed) of IS splits and KID subsets for an Inception input mode."""
+    return ("torch-fidelity", TF1_METRIC_SEED) if input_mode == "tf1" else ("ganbench", seed)
 
 
 def generator_images(checkpoint: str | dict, n: int, seed: int, device: torch.device, batch_size: int = 250,
@@ -58,21 +68,34 @@ def resolve_images(source: str, *, data_root: str | None = None, image_size: int
     raise ConfigError(f"{source!r} is not a folder, an .npz of images or dataset:split (e.g. cifar10:train)")
 
 
+def _holds_statistics(path: Path) -> bool:
+    with np.load(path) as data:
+        return "mu" in data.files and "sigma" in data.files
+
+
 def evaluate_quality(
     *, checkpoint: str | None = None, samples: str | None = None, ref: str, n: int = 50000,
     metrics: tuple[str, ...] = ("fid", "is", "kid", "pr", "dc"), inception_weights: str | None = None,
     fid_dims: int = 2048, is_splits: int = 10, batch_size: int = 50, device: str = "auto", seed: int = 0,
     data_root: str | None = None, variant_file: str | None = None, label: str | None = None,
-    progress: bool = True,
+    progress: bool = True, inception_input: str = "pytorch-fid",
 ) -> dict[str, Any]:
-    """Score generated images (from a checkpoint or a folder/.npz) against a reference; return the record."""
+    """Score generated images (from a checkpoint or a folder/.npz) against a reference; return the record.
+
+    ``inception_input``: ``pytorch-fid`` (default) or ``tf1`` (the original TF code's resize and scaling, as
+    torch-fidelity; IS splits and KID subsets then follow torch-fidelity's seed 2020 too)."""
+    check_input_mode(inception_input)
     if (checkpoint is None) == (samples is None):
         raise ConfigError("give a generator checkpoint or a folder of samples (exactly one)")
     if fid_dims not in (64, 192, 768, 2048):
         raise ConfigError(f"--fid-dims must be 64, 192, 768 or 2048, got {fid_dims}")
+    ref_path = Path(ref)
+    ref_stats_file = ref_path.suffix == ".npz" and ref_path.is_file() and _holds_statistics(ref_path)
+    if ref_stats_file:  # refuse another mode's statistics before any work
+        check_same_input_mode(load_statistics(ref_path)[2], inception_input, f"--ref {ref}")
     dev = pick_device(device)
     t0 = time.perf_counter()
-    net = InceptionFeatures(inception_weights, device=dev, progress=progress)
+    net = InceptionFeatures(inception_weights, device=dev, progress=progress, input_mode=inception_input)
     dims = () if fid_dims == 2048 else (fid_dims,)
     model, training, ckpt_info = None, None, None
     if checkpoint is not None:
@@ -88,22 +111,20 @@ def evaluate_quality(
         image_size = 32
     fake = extract(fake_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
     real_stats, real = None, None
-    ref_path = Path(ref)
-    if ref_path.suffix == ".npz" and ref_path.is_file():
-        with np.load(ref_path) as data:
-            is_stats = "mu" in data.files and "sigma" in data.files
-        if is_stats:
-            mu, sigma, _ = load_statistics(ref_path)
-            real_stats = (mu, sigma)
-            needing = [m for m in metrics if m in ("kid", "pr", "dc")]
-            if needing:
-                raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
+    if ref_stats_file:
+        mu, sigma, _ = load_statistics(ref_path)
+        real_stats = (mu, sigma)
+        needing = [m for m in metrics if m in ("kid", "pr", "dc")]
+        if needing:
+            raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
     if real_stats is None:
         ref_images, _ = resolve_images(ref, data_root=data_root, image_size=image_size)
         real = extract(ref_images, batch_size=batch_size, model=net, dims=dims, progress=progress)
     pick = (lambda f: {"pool3": f["dims"][fid_dims], "logits": f["logits"]}) if dims else (lambda f: f)
+    sampling, metric_seed = metric_sampling(inception_input, seed)
     values = compute_all(pick(real) if real else None, pick(fake), metrics, real_stats=real_stats,
-                         is_splits=is_splits, is_seed=seed, kid_seed=seed, device=str(dev))
+                         is_splits=is_splits, is_seed=metric_seed, kid_seed=metric_seed, device=str(dev),
+                         sampling=sampling)
     from ganbench.report.records import environment_versions
 
     return {
@@ -112,10 +133,11 @@ def evaluate_quality(
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": model, "checkpoint": ckpt_info, "training": training,
         "fake": fake_desc, "reference": ref, "features": f"inception-pool3 (dims {fid_dims})",
-        "inception": net.info,
-        "preprocessing": "pytorch-fid: bilinear resize to 299, values to [-1, 1]; float32, TF32 off; stats float64",
+        "inception": net.info, "inception_input": inception_input,
+        "preprocessing": f"{INPUT_MODES[inception_input]}; float32, TF32 off; stats float64",
         "settings": {"metrics": list(metrics), "n": n if checkpoint else None, "is_splits": is_splits,
-                     "seed": seed, "fid_dims": fid_dims, "batch_size": batch_size},
+                     "seed": seed, "fid_dims": fid_dims, "batch_size": batch_size,
+                     "inception_input": inception_input, "metric_sampling": sampling, "metric_seed": metric_seed},
         "results": values, "versions": environment_versions(), "device": str(dev),
         "wall_time_s": {"total": round(time.perf_counter() - t0, 2)},
     }
@@ -123,13 +145,17 @@ def evaluate_quality(
 
 def write_reference_statistics(source: str, out: str, *, inception_weights: str | None = None,
                                data_root: str | None = None, fid_dims: int = 2048, batch_size: int = 50,
-                               device: str = "auto", progress: bool = True) -> Path:
-    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar."""
+                               device: str = "auto", progress: bool = True,
+                               inception_input: str = "pytorch-fid") -> Path:
+    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar; the
+    Inception input mode goes into the npz (array ``inception_input``) and the sidecar."""
+    check_input_mode(inception_input)
     dev = pick_device(device)
     images, desc = resolve_images(source, data_root=data_root)
-    net = InceptionFeatures(inception_weights, device=dev, progress=progress)
+    net = InceptionFeatures(inception_weights, device=dev, progress=progress, input_mode=inception_input)
     dims = () if fid_dims == 2048 else (fid_dims,)
     feats = extract(images, batch_size=batch_size, model=net, dims=dims, progress=progress)
     mu, sigma = feature_statistics(feats["dims"][fid_dims] if dims else feats["pool3"])
     return save_statistics(out, mu, sigma, {"source": desc, "count": feats["n"], "network": "pytorch-fid InceptionV3",
-                                            "weights_sha256": net.info.get("sha256"), "dims": fid_dims})
+                                            "weights_sha256": net.info.get("weights_sha256"), "dims": fid_dims},
+                           inception_input=inception_input)

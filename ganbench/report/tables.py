@@ -47,6 +47,7 @@ SVHN_QUOTED = [
 QUALITY_QUOTED = [("DCGAN", "CIFAR-10", "6.11", "48.29", STUDIOGAN)]
 
 TABLE_NAMES = ("cifar10", "svhn", "quality")
+QUOTED_INPUT = "as in source"  # quoted scores: whatever input pipeline their source used
 # the CSV's leading columns in this order; every other (flattened) field follows, sorted by name
 CSV_LEADING = ("table_row", "note", "source", "citation", "kind", "protocol", "label", "date", "record_id")
 
@@ -235,9 +236,17 @@ def _probe_key(record: dict[str, Any]) -> str:
                        _get(record, "features.dtype")], sort_keys=True, default=str)
 
 
+def _inception_input(record: dict[str, Any]) -> str | None:
+    """The Inception input mode of a quality record; records from before the tf1 mode used pytorch-fid's."""
+    mode = record.get("inception_input") or _get(record, "settings.inception_input")
+    if mode:
+        return str(mode)
+    return "pytorch-fid" if "inception" in str(record.get("features") or "") else None
+
+
 def _quality_key(record: dict[str, Any]) -> str:
-    """A quality row's key: checkpoint, reference set, feature extractor and sample counts."""
-    return json.dumps([_identity(record), record.get("reference"), record.get("features"),
+    """A quality row's key: checkpoint, reference set, feature extractor, Inception input and sample counts."""
+    return json.dumps([_identity(record), record.get("reference"), record.get("features"), _inception_input(record),
                        _get(record, "results.n_fake"), _get(record, "results.n_real")],
                       sort_keys=True, default=str)
 
@@ -442,10 +451,10 @@ def _quality_table(records: list[dict[str, Any]]) -> Table:
     for row, (model, dataset, inception, fid, who) in enumerate(QUALITY_QUOTED, start=1):
         citation = f"{model}, {dataset}, as reported by {who}"
         quoted.append([model, fid, inception, None, None, None, None, None, None, None, dataset, None,
-                       f"quoted: {citation}"])
+                       QUOTED_INPUT, f"quoted: {citation}"])
         csv_rows.append({"table_row": row, "source": "quoted", "citation": citation, "kind": "quality",
                          "label": model, "reference": dataset, "results.fid": float(fid),
-                         "results.is_mean": float(inception)})
+                         "results.is_mean": float(inception), "inception_input": QUOTED_INPUT})
     groups = _latest_groups(records, lambda r: r.get("kind") == "quality", _quality_key, lambda r: "quality")
     ours, notes = [], []
     for number, slots in enumerate(groups, start=1):
@@ -457,13 +466,18 @@ def _quality_table(records: list[dict[str, Any]]) -> Table:
                      _fixed(res.get("precision"), 3), _fixed(res.get("recall"), 3),
                      _fixed(res.get("density"), 3), _fixed(res.get("coverage"), 3),
                      _count(res.get("n_fake")), _count(res.get("n_real")),
-                     _text(record.get("reference")), _text(record.get("features")),
+                     _text(record.get("reference")), _text(record.get("features")), _inception_input(record),
                      f"ganbench: {_training_text(record)}"])
         notes.append(_row_note(number, record, [("evaluation", record)]))
         csv_rows.append(_csv_row(record, len(QUALITY_QUOTED) + number, number))
     below = ["IS and KID are mean ± std over their subsets, as the record stores them. Quoted numbers come "
              "from their named source, not from ganbench runs, and may use other sample counts and "
-             "reference sets."]
+             "reference sets.",
+             "Inception input: how images became the Inception network's input. Most published IS come from the "
+             "original TensorFlow code (TF1 bilinear resize on 0..255, then (x - 128) / 128), which ganbench's "
+             "`--inception-input tf1` reproduces (equal to torch-fidelity's); `pytorch-fid` (the default) resizes "
+             "with torch's bilinear on [0, 1]. On small images the two give IS and FID a few percent apart, so "
+             "compare a row only with rows of the same Inception input."]
     if not ours:
         below.append("No ganbench quality records yet: the quality evaluation adds rows here.")
     return Table(
@@ -474,7 +488,7 @@ def _quality_table(records: list[dict[str, Any]]) -> Table:
                "sample count; its marker [n] points to the notes under the table."],
         columns=[("Model", "l"), ("FID", "r"), ("IS", "r"), ("KID", "r"), ("Precision", "r"), ("Recall", "r"),
                  ("Density", "r"), ("Coverage", "r"), ("n fake", "r"), ("n real", "r"), ("Reference", "l"),
-                 ("Features", "l"), ("Source", "l")],
+                 ("Features", "l"), ("Inception input", "l"), ("Source", "l")],
         quoted=quoted, ours=ours, below=below, notes=notes, csv_rows=csv_rows)
 
 
