@@ -201,14 +201,43 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
               help="BatchNorm statistics: of the generated batch (as in training) or the running averages.")
 @click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--save-z", type=click.Path(dir_okay=False),
+              help="Also save the images' z as .npy and number each image on the grid (for `ganbench arithmetic`).")
 def sample_cmd(checkpoint: str, n: int, out: str, interpolate: bool, walk_steps: int, seed: int, bn: str,
-               variant_file: str | None, device: str) -> None:
+               variant_file: str | None, device: str, save_z: str | None) -> None:
     """Save a grid of generated images, or of walks in z (paper, figure 4)."""
     from ganbench.sampling import sample_grid
 
     path = sample_grid(checkpoint, out, n=n, interpolate=interpolate, walk_steps=walk_steps, seed=seed,
-                       bn=bn, variant_file=variant_file, device=device)
-    click.echo(f"wrote {path}")
+                       bn=bn, variant_file=variant_file, device=device, save_z=save_z)
+    click.echo(f"wrote {path}" + (f" and {save_z} (z of each numbered image)" if save_z else ""))
+
+
+# ------------------------------------------------------------------------------------------ arithmetic
+@cli.command("arithmetic")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--z", "z_path", required=True, type=click.Path(dir_okay=False),
+              help="The .npy of `ganbench sample CKPT --save-z`: pick images by their numbers on that grid.")
+@click.option("--expr", required=True,
+              help='Groups of image numbers joined by + and -, e.g. "3,7,12 - 5,9,20 + 1,2,4"; each group\'s z '
+                   "is averaged (the paper averaged three).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file for the picture.")
+@click.option("--noise", type=float, default=0.25, show_default=True,
+              help="Scale of the uniform noise added to the result for its 8 neighbours (the paper's 0.25).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that noise.")
+@click.option("--bn", type=click.Choice(["batch", "running"]), default="batch", show_default=True,
+              help="BatchNorm statistics; batch: generated together with the whole z file, as on its grid.")
+@click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+def arithmetic_cmd(checkpoint: str, z_path: str, expr: str, out: str, noise: float, seed: int, bn: str,
+                   variant_file: str | None, device: str) -> None:
+    """Vector arithmetic on z (paper, figure 7): each group's images and mean, the result and 8 neighbours."""
+    from ganbench.arithmetic import vector_arithmetic
+
+    summary = vector_arithmetic(checkpoint, z_path, expr, out, noise=noise, seed=seed, bn=bn,
+                                variant_file=variant_file, device=device)
+    click.echo(f"wrote {summary['out']}: Y = {summary['expression']} ({summary['groups']} group means, "
+               f"|Y| = {summary['result_norm']:.3g}, noise {summary['noise']:g})")
 
 
 # --------------------------------------------------------------------------------------------- compare
