@@ -497,6 +497,64 @@ def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, i
     _report_quality(record, records, no_record, as_json)
 
 
+@eval_group.command("memorization")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True, help="The training data: cifar10, svhn, mnist, digits, ... (see README).")
+@click.option("--data-root", help="Where the dataset lies (digits needs none).")
+@click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True, help="Samples to generate.")
+@click.option("--features", type=click.Choice(["auto", "inception", "discriminator", "pixels"]), default="auto",
+              show_default=True,
+              help="Feature space of the distances; auto: Inception pool3 when its weights are here, else D's own "
+                   "pooled features.")
+@click.option("--cells", type=click.IntRange(min=1), help="k-means cells of the test. [about 50 test images per cell]")
+@click.option("--min-cell-samples", type=click.IntRange(min=1), default=20, show_default=True,
+              help="A cell counts when it holds this many generated samples (the paper's tau).")
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--test-split", default="test", show_default=True,
+              help="Held-out images G never saw (digits: its stratified 80/20 split).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for the pictures. [RUN/memorization]")
+@click.option("--inception-weights", type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--variant", "variant_file")
+@click.option("--records", type=click.Path(dir_okay=False), help="JSONL (default results/records/memorization.jsonl).")
+@click.option("--no-record", is_flag=True)
+@click.option("--label")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def eval_memorization(checkpoint, dataset, data_root, n, features, cells, min_cell_samples, train_split, test_split,
+                      out, inception_weights, seed, device, variant_file, records, no_record, label, as_json,
+                      quiet) -> None:
+    """Does G copy its training data? Nearest training images of samples and the data-copying test C_T.
+
+    C_T (Meehan, Chaudhuri & Dasgupta 2020) compares generated-to-train with held-out-to-train nearest-neighbour
+    distances per k-means cell: C_T << 0 (e.g. < -3) means data-copying, C_T > 0 under-fitting, about 0 neither."""
+    from ganbench.memorization import evaluate_memorization
+    from ganbench.report.records import append_record
+
+    record = evaluate_memorization(checkpoint=checkpoint, dataset=dataset, data_root=data_root, n=n,
+                                   features=features, cells=cells, min_cell_samples=min_cell_samples,
+                                   train_split=train_split, test_split=test_split, out=out,
+                                   inception_weights=inception_weights, seed=seed, device=device,
+                                   variant_file=variant_file, label=label, progress=not quiet)
+    path = Path(records or Path("results") / "records" / "memorization.jsonl")
+    if not no_record:
+        append_record(record, path)
+    if as_json:
+        click.echo(json.dumps(record, indent=1, default=str))
+        return
+    r = record["results"]
+    click.echo(f"{record['label']}: C_T = {r['C_T']:.3f} over {r['cells_kept']} of {r['n_cells']} cells "
+               f"({record['features']}); median nearest training distance: samples {r['gen_nn_median']:.4g}, "
+               f"held-out {r['test_nn_median']:.4g}; {r['share_below_test_p1']:.1%} of samples closer than 99% of "
+               f"held-out images")
+    click.echo(f"  sign: {record['sign_convention']}")
+    if record.get("heldout_note"):
+        click.echo(f"  note: {record['heldout_note']}")
+    click.echo(f"  pictures: {record['outputs']['neighbours']}, {record['outputs']['distances']}"
+               + ("" if no_record else f"; record -> {path}"))
+
+
 @cli.command("stats")
 @click.argument("source")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="pytorch-fid .npz (mu, sigma).")

@@ -19,6 +19,7 @@ from ganbench.report import (
     render_tables,
     write_tables,
 )
+from ganbench.report.tables import TABLE_NAMES
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -256,8 +257,8 @@ def test_markdown_cells_escape_pipes():
 
 def test_empty_records_still_give_the_papers_rows(tmp_path):
     paths = write_tables(tmp_path / "no-records-yet", tmp_path / "tables")
-    assert sorted(p.name for p in paths) == sorted(f"{t}.{ext}" for t in ("cifar10", "svhn", "quality")
-                                                   for ext in ("md", "csv", "tex"))
+    assert sorted(p.name for p in paths) == sorted(f"{t}.{ext}" for t in TABLE_NAMES for ext in ("md", "csv", "tex"))
+    assert "memorization" in TABLE_NAMES
     cifar = (tmp_path / "tables" / "cifar10.md").read_text()
     assert len(md_rows(cifar)) == 6 and "No ganbench records yet" in cifar
     assert len(md_rows((tmp_path / "tables" / "svhn.md").read_text())) == 10
@@ -269,8 +270,7 @@ def test_tables_are_deterministic_and_checkable(tmp_path, records):
     for record in records:
         name = "quality" if record["kind"] == "quality" else record["protocol"]
         append_record(record, records_dir / f"{name}.jsonl")
-    assert check_tables(records_dir, tables_dir) == [f"{t}.{ext}" for t in ("cifar10", "svhn", "quality")
-                                                     for ext in ("md", "csv", "tex")]
+    assert check_tables(records_dir, tables_dir) == [f"{t}.{ext}" for t in TABLE_NAMES for ext in ("md", "csv", "tex")]
     assert not tables_dir.exists()  # checking writes nothing
     write_tables(records_dir, tables_dir)
     first = {p.name: p.read_bytes() for p in sorted(tables_dir.iterdir())}
