@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights: {note} ({pl['weights_source']})")
         print(
             f"all metrics, {pl['n']} + {pl['n']} images: ganbench {pl['ours_s']:.1f} s; pytorch-fid (FID) "
-            f"{pl['pytorch_fid_s']:.1f} s + torch-fidelity (IS, KID, P/R) {pl['torch_fidelity_s']:.1f} s "
+            f"{pl['pytorch_fid_s']:.1f} s + torch-fidelity (FID, IS, KID, P/R) {pl['torch_fidelity_s']:.1f} s "
             f"= {peers:.1f} s; {peers / pl['ours_s']:.1f}x",
             flush=True,
         )
