@@ -388,7 +388,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
 @cli.group("eval")
 def eval_group() -> None:
-    """Score a discriminator's features with the paper's L2-SVM protocols."""
+    """Score a discriminator's features with the paper's L2-SVM protocols, score samples, check memorisation."""
 
 
 @eval_group.command("cifar10")
