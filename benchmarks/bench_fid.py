@@ -121,6 +121,17 @@ def bench_pipeline(n: int, work: Path, batch_size: int) -> dict:
         ours = compute_all(real, fake, kid_subset_size=kid_size)
     ours_s = time.perf_counter() - t0
 
+    # the same in --inception-input tf1 mode: torch-fidelity's input pipeline and seed-2020 subsets
+    t0 = time.perf_counter()
+    model_tf1 = InceptionFeatures(weights, allow_download=False, input_mode="tf1")
+    real_tf1 = extract(real_dir, batch_size=batch_size, model=model_tf1, progress=False)
+    fake_tf1 = extract(fake_dir, batch_size=batch_size, model=model_tf1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ours_tf1 = compute_all(real_tf1, fake_tf1, ("fid", "is", "kid", "pr"), kid_subset_size=kid_size,
+                               is_seed=2020, kid_seed=2020, sampling="torch-fidelity")
+    ours_tf1_s = time.perf_counter() - t0
+
     from pytorch_fid.fid_score import calculate_fid_given_paths
 
     t0 = time.perf_counter()
@@ -136,6 +147,7 @@ def bench_pipeline(n: int, work: Path, batch_size: int) -> dict:
         input1=str(fake_dir),
         input2=str(real_dir),
         isc=True,
+        fid=True,
         kid=True,
         prc=True,
         cuda=False,
@@ -157,8 +169,11 @@ def bench_pipeline(n: int, work: Path, batch_size: int) -> dict:
         "pytorch_fid_s": pf_s,
         "torch_fidelity_s": tf_s,
         "ours": ours,
+        "ours_tf1": ours_tf1,
+        "ours_tf1_s": ours_tf1_s,
         "pytorch_fid": {"fid": pf_fid},
         "torch_fidelity": {
+            "fid": tf["frechet_inception_distance"],
             "is_mean": tf["inception_score_mean"],
             "kid_mean": tf["kernel_inception_distance_mean"],
             "precision": tf["precision"],
@@ -236,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights: {note} ({pl['weights_source']})")
         print(
             f"all metrics, {pl['n']} + {pl['n']} images: ganbench {pl['ours_s']:.1f} s; pytorch-fid (FID) "
-            f"{pl['pytorch_fid_s']:.1f} s + torch-fidelity (IS, KID, P/R) {pl['torch_fidelity_s']:.1f} s "
+            f"{pl['pytorch_fid_s']:.1f} s + torch-fidelity (FID, IS, KID, P/R) {pl['torch_fidelity_s']:.1f} s "
             f"= {peers:.1f} s; {peers / pl['ours_s']:.1f}x",
             flush=True,
         )
@@ -257,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             "| ganbench: one Inception pass per set + `compute_all` | FID, IS, KID, P/R, D/C | "
             f"{pl['ours_s']:.1f} |",
             f"| pytorch-fid `calculate_fid_given_paths` | FID | {pl['pytorch_fid_s']:.1f} |",
-            f"| torch-fidelity `calculate_metrics` | IS, KID, P/R | {pl['torch_fidelity_s']:.1f} |",
+            f"| torch-fidelity `calculate_metrics` | FID, IS, KID, P/R | {pl['torch_fidelity_s']:.1f} |",
             f"| pytorch-fid + torch-fidelity | | {peers:.1f} (**{peers / pl['ours_s']:.1f}x** ganbench) |",
             "",
             "| metric | ganbench | peer |",
@@ -270,7 +285,20 @@ def main(argv: list[str] | None = None) -> int:
             f"| recall | {o['recall']:.3f} | {tf['recall']:.3f} (torch-fidelity) |",
             f"| density / coverage | {o['density']:.3f} / {o['coverage']:.3f} | n/a |",
             "",
+            f"The same images with `--inception-input tf1` (torch-fidelity's input pipeline: TF1 bilinear resize on "
+            f"0..255, (x - 128) / 128; IS splits and KID subsets drawn as torch-fidelity draws them, seed 2020), "
+            f"one more Inception pass per set, {pl['ours_tf1_s']:.1f} s:",
+            "",
+            "| metric | ganbench tf1 | torch-fidelity | relative difference |",
+            "|---|---|---|---|",
         ]
+        t1 = pl["ours_tf1"]
+        for name, key in (("FID", "fid"), ("IS (10 splits)", "is_mean"), ("KID", "kid_mean"),
+                          ("precision", "precision"), ("recall", "recall")):
+            rel = abs(t1[key] / tf[key] - 1) if tf[key] else abs(t1[key])
+            lines.append(f"| {name} | {t1[key]:.9g} | {tf[key]:.9g} | {rel:.1e} |")
+            print(f"tf1 mode {name}: {t1[key]:.9g} vs torch-fidelity {tf[key]:.9g} ({rel:.1e})")
+        lines.append("")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")

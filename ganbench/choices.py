@@ -25,6 +25,8 @@ CIFAR10_PROTOCOLS = ("full", "400", "both")
 
 # sample quality (Inception)
 QUALITY_METRICS = ("fid", "is", "kid", "pr", "dc")
+INCEPTION_INPUTS = ("pytorch-fid", "tf1")  # pytorch-fid's resize and scaling, or the original TF code's
+INCEPTION_INPUT_DEFAULT = "pytorch-fid"
 FID_DIMS = (64, 192, 768, 2048)  # pytorch-fid's InceptionV3 blocks
 FID_DIMS_DEFAULT = 2048
 QUALITY_BATCH = 50

@@ -242,14 +242,43 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
               help="BatchNorm statistics: of the generated batch (as in training) or the running averages.")
 @click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--save-z", type=click.Path(dir_okay=False),
+              help="Also save the images' z as .npy and number each image on the grid (for `ganbench arithmetic`).")
 def sample_cmd(checkpoint: str, n: int, out: str, interpolate: bool, walk_steps: int, seed: int, bn: str,
-               variant_file: str | None, device: str) -> None:
+               variant_file: str | None, device: str, save_z: str | None) -> None:
     """Save a grid of generated images, or of walks in z (paper, figure 4)."""
     from ganbench.sampling import sample_grid
 
     path = sample_grid(checkpoint, out, n=n, interpolate=interpolate, walk_steps=walk_steps, seed=seed,
-                       bn=bn, variant_file=variant_file, device=device)
-    click.echo(f"wrote {path}")
+                       bn=bn, variant_file=variant_file, device=device, save_z=save_z)
+    click.echo(f"wrote {path}" + (f" and {save_z} (z of each numbered image)" if save_z else ""))
+
+
+# ------------------------------------------------------------------------------------------ arithmetic
+@cli.command("arithmetic")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--z", "z_path", required=True, type=click.Path(dir_okay=False),
+              help="The .npy of `ganbench sample CKPT --save-z`: pick images by their numbers on that grid.")
+@click.option("--expr", required=True,
+              help='Groups of image numbers joined by + and -, e.g. "3,7,12 - 5,9,20 + 1,2,4"; each group\'s z '
+                   "is averaged (the paper averaged three).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file for the picture.")
+@click.option("--noise", type=float, default=0.25, show_default=True,
+              help="Scale of the uniform noise added to the result for its 8 neighbours (the paper's 0.25).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that noise.")
+@click.option("--bn", type=click.Choice(["batch", "running"]), default="batch", show_default=True,
+              help="BatchNorm statistics; batch: generated together with the whole z file, as on its grid.")
+@click.option("--variant", "variant_file", help="path/to/file.py:NAME, for models from a file.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+def arithmetic_cmd(checkpoint: str, z_path: str, expr: str, out: str, noise: float, seed: int, bn: str,
+                   variant_file: str | None, device: str) -> None:
+    """Vector arithmetic on z (paper, figure 7): each group's images and mean, the result and 8 neighbours."""
+    from ganbench.arithmetic import vector_arithmetic
+
+    summary = vector_arithmetic(checkpoint, z_path, expr, out, noise=noise, seed=seed, bn=bn,
+                                variant_file=variant_file, device=device)
+    click.echo(f"wrote {summary['out']}: Y = {summary['expression']} ({summary['groups']} group means, "
+               f"|Y| = {summary['result_norm']:.3g}, noise {summary['noise']:g})")
 
 
 # --------------------------------------------------------------------------------------------- compare
@@ -318,6 +347,8 @@ def _parse_floats(text: str | None) -> list[float] | None:
 
 
 _FID_DIMS = [str(d) for d in choices.FID_DIMS]
+_INCEPTION_INPUT_HELP = ("Inception input pipeline: pytorch-fid's, or tf1 = the original TF code's resize and scaling "
+                         "as torch-fidelity (use it to set IS beside published scores).")
 
 
 def _check_metrics(ctx, param, value: str) -> str:
@@ -424,7 +455,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
 @cli.group("eval")
 def eval_group() -> None:
-    """Score a discriminator's features with the paper's L2-SVM protocols."""
+    """Score a discriminator's features with the paper's L2-SVM protocols, score samples, check memorisation."""
 
 
 @eval_group.command("cifar10")
@@ -467,7 +498,9 @@ def _quality_options(func):
         click.option("--inception-weights", type=click.Path(dir_okay=False),
                      help="pt_inception-2015-12-05-6726825d.pth (else $GANBENCH_INCEPTION_WEIGHTS, torch hub cache)."),
         click.option("--fid-dims", type=click.Choice(_FID_DIMS), default=str(choices.FID_DIMS_DEFAULT),
-              show_default=True),
+                     show_default=True),
+        click.option("--inception-input", type=click.Choice(choices.INCEPTION_INPUTS),
+                     default=choices.INCEPTION_INPUT_DEFAULT, show_default=True, help=_INCEPTION_INPUT_HELP),
         click.option("--is-splits", type=click.IntRange(min=1), default=choices.IS_SPLITS, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=choices.QUALITY_BATCH, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
@@ -497,7 +530,7 @@ def _report_quality(record: dict | None, records: str | None, no_record: bool, a
     r = record["results"]
     parts = [f"{k} {r[k]:.4g}" for k in ("fid", "is_mean", "kid_mean", "precision", "recall", "density", "coverage")
              if k in r]
-    click.echo(f"{record['label']}: " + ", ".join(parts))
+    click.echo(f"{record['label']}: " + ", ".join(parts) + f" (Inception input {record.get('inception_input')})")
 
 
 @eval_group.command("quality")
@@ -506,31 +539,90 @@ def _report_quality(record: dict | None, records: str | None, no_record: bool, a
               help="Samples to generate.")
 @click.option("--variant", "variant_file")
 @_quality_options
-def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, is_splits,
-                 batch_size, device, seed, records, no_record, label, as_json, quiet) -> None:
+def eval_quality(checkpoint, n, variant_file, ref, data_root, metrics, inception_weights, fid_dims, inception_input,
+                 is_splits, batch_size, device, seed, records, no_record, label, as_json, quiet) -> None:
     """FID, IS, KID, precision/recall, density/coverage of a generator's samples, from one Inception pass."""
     from ganbench.quality import evaluate_quality
 
     record = evaluate_quality(checkpoint=checkpoint, ref=ref, n=n, metrics=tuple(metrics.split(",")),
                               inception_weights=inception_weights, fid_dims=int(fid_dims), is_splits=is_splits,
                               batch_size=batch_size, device=device, seed=seed, data_root=data_root,
-                              variant_file=variant_file, label=label, progress=not quiet)
+                              variant_file=variant_file, label=label, progress=not quiet,
+                              inception_input=inception_input)
     _report_quality(record, records, no_record, as_json)
 
 
 @eval_group.command("samples")
 @click.argument("folder")
 @_quality_options
-def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, is_splits, batch_size, device, seed,
-                 records, no_record, label, as_json, quiet) -> None:
+def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, inception_input, is_splits, batch_size,
+                 device, seed, records, no_record, label, as_json, quiet) -> None:
     """Score any folder (or .npz) of generated images, e.g. another GAN's samples."""
     from ganbench.quality import evaluate_quality
 
     record = evaluate_quality(samples=folder, ref=ref, metrics=tuple(metrics.split(",")),
                               inception_weights=inception_weights, fid_dims=int(fid_dims), is_splits=is_splits,
                               batch_size=batch_size, device=device, seed=seed, data_root=data_root, label=label,
-                              progress=not quiet)
+                              progress=not quiet, inception_input=inception_input)
     _report_quality(record, records, no_record, as_json)
+
+
+@eval_group.command("memorization")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True, help="The training data: cifar10, svhn, mnist, digits, ... (see README).")
+@click.option("--data-root", help="Where the dataset lies (digits needs none).")
+@click.option("--n", "n", type=click.IntRange(min=2), default=10000, show_default=True, help="Samples to generate.")
+@click.option("--features", type=click.Choice(["auto", "inception", "discriminator", "pixels"]), default="auto",
+              show_default=True,
+              help="Feature space of the distances; auto: Inception pool3 when its weights are here, else D's own "
+                   "pooled features.")
+@click.option("--cells", type=click.IntRange(min=1), help="k-means cells of the test. [about 50 test images per cell]")
+@click.option("--min-cell-samples", type=click.IntRange(min=1), default=20, show_default=True,
+              help="A cell counts when it holds this many generated samples (the paper's tau).")
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--test-split", default="test", show_default=True,
+              help="Held-out images G never saw (digits: its stratified 80/20 split).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for the pictures. [RUN/memorization]")
+@click.option("--inception-weights", type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--variant", "variant_file")
+@click.option("--records", type=click.Path(dir_okay=False), help="JSONL (default results/records/memorization.jsonl).")
+@click.option("--no-record", is_flag=True)
+@click.option("--label")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def eval_memorization(checkpoint, dataset, data_root, n, features, cells, min_cell_samples, train_split, test_split,
+                      out, inception_weights, seed, device, variant_file, records, no_record, label, as_json,
+                      quiet) -> None:
+    """Does G copy its training data? Nearest training images of samples and the data-copying test C_T.
+
+    C_T (Meehan, Chaudhuri & Dasgupta 2020) compares generated-to-train with held-out-to-train nearest-neighbour
+    distances per k-means cell: C_T << 0 (e.g. < -3) means data-copying, C_T > 0 under-fitting, about 0 neither."""
+    from ganbench.memorization import evaluate_memorization
+    from ganbench.report.records import append_record
+
+    record = evaluate_memorization(checkpoint=checkpoint, dataset=dataset, data_root=data_root, n=n,
+                                   features=features, cells=cells, min_cell_samples=min_cell_samples,
+                                   train_split=train_split, test_split=test_split, out=out,
+                                   inception_weights=inception_weights, seed=seed, device=device,
+                                   variant_file=variant_file, label=label, progress=not quiet)
+    path = Path(records or Path("results") / "records" / "memorization.jsonl")
+    if not no_record:
+        append_record(record, path)
+    if as_json:
+        click.echo(json.dumps(record, indent=1, default=str))
+        return
+    r = record["results"]
+    click.echo(f"{record['label']}: C_T = {r['C_T']:.3f} over {r['cells_kept']} of {r['n_cells']} cells "
+               f"({record['features']}); median nearest training distance: samples {r['gen_nn_median']:.4g}, "
+               f"held-out {r['test_nn_median']:.4g}; {r['share_below_test_p1']:.1%} of samples closer than 99% of "
+               f"held-out images")
+    click.echo(f"  sign: {record['sign_convention']}")
+    if record.get("heldout_note"):
+        click.echo(f"  note: {record['heldout_note']}")
+    click.echo(f"  pictures: {record['outputs']['neighbours']}, {record['outputs']['distances']}"
+               + ("" if no_record else f"; record -> {path}"))
 
 
 @cli.command("stats")
@@ -540,16 +632,20 @@ def eval_samples(folder, ref, data_root, metrics, inception_weights, fid_dims, i
 @click.option("--inception-weights", type=click.Path(dir_okay=False))
 @click.option("--fid-dims", type=click.Choice(_FID_DIMS), default=str(choices.FID_DIMS_DEFAULT),
               show_default=True)
+@click.option("--inception-input", type=click.Choice(choices.INCEPTION_INPUTS),
+              default=choices.INCEPTION_INPUT_DEFAULT, show_default=True, help=_INCEPTION_INPUT_HELP)
 @click.option("--batch-size", type=click.IntRange(min=1), default=choices.QUALITY_BATCH, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
-def stats_cmd(source, out, data_root, inception_weights, fid_dims, batch_size, device, quiet) -> None:
-    """Reference statistics of a folder, .npz or dataset:split, interoperable with pytorch-fid's --save-stats."""
+def stats_cmd(source, out, data_root, inception_weights, fid_dims, inception_input, batch_size, device, quiet) -> None:
+    """Reference statistics of a folder, .npz or dataset:split, interoperable with pytorch-fid's --save-stats.
+
+    The Inception input mode is written into the .npz; evaluations refuse statistics of another mode."""
     from ganbench.quality import write_reference_statistics
 
     path = write_reference_statistics(source, out, inception_weights=inception_weights, data_root=data_root,
                                       fid_dims=int(fid_dims), batch_size=batch_size, device=device,
-                                      progress=not quiet)
+                                      progress=not quiet, inception_input=inception_input)
     if path is not None:  # None on ranks other than 0 under torchrun
         click.echo(f"wrote {path}")
 

@@ -16,9 +16,26 @@ from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpo
 from ganbench.choices import FID_DIMS, QUALITY_METRICS
 from ganbench.errors import ConfigError
 from ganbench.metrics.compute import compute_all
-from ganbench.metrics.fid import feature_statistics, load_statistics, save_statistics
-from ganbench.metrics.inception import InceptionFeatures, extract, iter_image_folder, list_image_files
+from ganbench.metrics.fid import check_same_input_mode, feature_statistics, load_statistics, save_statistics
+from ganbench.metrics.inception import (
+    INPUT_MODES,
+    InceptionFeatures,
+    check_input_mode,
+    extract,
+    iter_image_folder,
+    list_image_files,
+)
 from ganbench.models.base import generate
+
+# The seeds and subset draws each input mode's IS and KID use: ganbench's own (the evaluation's --seed,
+# numpy Generator), or in tf1 mode torch-fidelity's (RandomState(2020), its rng_seed default), so that a tf1
+# number equals torch-fidelity's on the same images and weights.
+TF1_METRIC_SEED = 2020
+
+
+def metric_sampling(input_mode: str, seed: int) -> tuple[str, int]:
+    """(sampling convention, seed) of IS splits and KID subsets for an Inception input mode."""
+    return ("torch-fidelity", TF1_METRIC_SEED) if input_mode == "tf1" else ("ganbench", seed)
 
 
 def generator_images(checkpoint: str | dict, n: int, seed: int, device: torch.device, batch_size: int = 250,
@@ -94,13 +111,16 @@ def evaluate_quality(
     metrics: tuple[str, ...] = ("fid", "is", "kid", "pr", "dc"), inception_weights: str | None = None,
     fid_dims: int = 2048, is_splits: int = 10, batch_size: int = 50, device: str = "auto", seed: int = 0,
     data_root: str | None = None, variant_file: str | None = None, label: str | None = None,
-    progress: bool = True,
+    progress: bool = True, inception_input: str = "pytorch-fid",
 ) -> dict[str, Any] | None:
     """Score generated images (from a checkpoint or a folder/.npz) against a reference; return the record.
 
+    ``inception_input``: ``pytorch-fid`` (default) or ``tf1`` (the original TF code's resize and scaling, as
+    torch-fidelity; IS splits and KID subsets then follow torch-fidelity's seed 2020 too).
     Under torchrun the Inception passes are shared out among the ranks; rank 0 computes the metrics and returns
     the record, the other ranks None.
     """
+    check_input_mode(inception_input)
     if (checkpoint is None) == (samples is None):
         raise ConfigError("give a generator checkpoint or a folder of samples (exactly one)")
     if fid_dims not in FID_DIMS:
@@ -109,7 +129,8 @@ def evaluate_quality(
     if unknown or not metrics:
         raise ConfigError(f"unknown --metrics {','.join(unknown) or '(none)'}; choose from "
                           f"{','.join(QUALITY_METRICS)}")
-    real_stats = _reference_statistics(ref, metrics)  # checked before any generation or Inception pass
+    # checked before any generation or Inception pass: readable, this --fid-dims, this input mode
+    real_stats = _reference_statistics(ref, metrics, inception_input)
     if real_stats is not None and int(real_stats[0].shape[0]) != fid_dims:
         raise ConfigError(f"--ref {ref} holds {real_stats[0].shape[0]}-dim statistics but --fid-dims is {fid_dims}; "
                           f"pass --fid-dims {real_stats[0].shape[0]} or statistics made with --fid-dims {fid_dims}")
@@ -120,7 +141,8 @@ def evaluate_quality(
     if ckpt is None:
         fake_images, fake_desc = resolve_images(samples, data_root=data_root)
     # rank 0 fetches the weights if they must be downloaded; the others then read the cached file
-    net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress))
+    net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress,
+                                                           input_mode=inception_input))
     dims = () if fid_dims == 2048 else (fid_dims,)
     model, training, ckpt_info = None, None, None
     if ckpt is not None:
@@ -140,8 +162,10 @@ def evaluate_quality(
     if not distributed.is_main():
         return None
     pick = (lambda f: {"pool3": f["dims"][fid_dims], "logits": f["logits"]}) if dims else (lambda f: f)
+    sampling, metric_seed = metric_sampling(inception_input, seed)
     values = compute_all(pick(real) if real else None, pick(fake), metrics, real_stats=real_stats,
-                         is_splits=is_splits, is_seed=seed, kid_seed=seed, device=str(dev))
+                         is_splits=is_splits, is_seed=metric_seed, kid_seed=metric_seed, device=str(dev),
+                         sampling=sampling)
     from ganbench.report.records import environment_versions
 
     return {
@@ -150,16 +174,18 @@ def evaluate_quality(
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": model, "checkpoint": ckpt_info, "training": training,
         "fake": fake_desc, "reference": ref, "features": f"inception-pool3 (dims {fid_dims})",
-        "inception": net.info,
-        "preprocessing": "pytorch-fid: bilinear resize to 299, values to [-1, 1]; float32, TF32 off; stats float64",
+        "inception": net.info, "inception_input": inception_input,
+        "preprocessing": f"{INPUT_MODES[inception_input]}; float32, TF32 off; stats float64",
         "settings": {"metrics": list(metrics), "n": n if checkpoint else None, "is_splits": is_splits,
-                     "seed": seed, "fid_dims": fid_dims, "batch_size": batch_size},
+                     "seed": seed, "fid_dims": fid_dims, "batch_size": batch_size,
+                     "inception_input": inception_input, "metric_sampling": sampling, "metric_seed": metric_seed},
         "results": values, "versions": environment_versions(), "device": str(dev),
         "wall_time_s": {"total": round(time.perf_counter() - t0, 2)},
     }
 
 
-def _reference_statistics(ref: str, metrics: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+def _reference_statistics(ref: str, metrics: tuple[str, ...],
+                          inception_input: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(mu, sigma) when ref is a statistics .npz (checked whole: arrays, shapes, finiteness), else None (images)."""
     ref_path = Path(ref)
     if ref_path.suffix != ".npz" or not ref_path.is_file():
@@ -172,7 +198,8 @@ def _reference_statistics(ref: str, metrics: tuple[str, ...]) -> tuple[np.ndarra
                           f"`ganbench stats` or pytorch-fid --save-stats, or an .npz of images") from None
     if not is_stats:
         return None
-    mu, sigma, _ = load_statistics(ref_path)
+    mu, sigma, meta = load_statistics(ref_path)
+    check_same_input_mode(meta, inception_input, f"--ref {ref}")  # another mode's statistics are refused
     needing = [m for m in metrics if m in ("kid", "pr", "dc")]
     if needing:
         raise ConfigError(f"--ref {ref} holds statistics only; {needing} need reference images")
@@ -181,19 +208,24 @@ def _reference_statistics(ref: str, metrics: tuple[str, ...]) -> tuple[np.ndarra
 
 def write_reference_statistics(source: str, out: str, *, inception_weights: str | None = None,
                                data_root: str | None = None, fid_dims: int = 2048, batch_size: int = 50,
-                               device: str = "auto", progress: bool = True) -> Path | None:
-    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar.
+                               device: str = "auto", progress: bool = True,
+                               inception_input: str = "pytorch-fid") -> Path | None:
+    """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar; the
+    Inception input mode goes into the npz (array ``inception_input``) and the sidecar.
 
     Under torchrun the Inception pass is shared out among the ranks; rank 0 writes the file and returns its path,
     the other ranks None.
     """
+    check_input_mode(inception_input)
     dev = distributed.setup(device)
     images, desc = resolve_images(source, data_root=data_root)
-    net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress))
+    net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress,
+                                                           input_mode=inception_input))
     dims = () if fid_dims == 2048 else (fid_dims,)
     feats = sharded_extract(images, batch_size=batch_size, net=net, dims=dims, progress=progress)
     if feats is None:
         return None
     mu, sigma = feature_statistics(feats["dims"][fid_dims] if dims else feats["pool3"])
     return save_statistics(out, mu, sigma, {"source": desc, "count": feats["n"], "network": "pytorch-fid InceptionV3",
-                                            "weights_sha256": net.info.get("sha256"), "dims": fid_dims})
+                                            "weights_sha256": net.info.get("weights_sha256"), "dims": fid_dims},
+                           inception_input=inception_input)

@@ -24,8 +24,11 @@ def latent_walks(gen, n_walks: int, walk_steps: int, generator: torch.Generator)
 
 def sample_grid(checkpoint: str | os.PathLike, out: str | os.PathLike, *, n: int = 64, interpolate: bool = False,
                 walk_steps: int = 10, seed: int = 0, bn: str = "batch", variant_file: str | None = None,
-                device: str = "auto") -> Path:
-    """Generate n images (or n walks) from a checkpoint's G and save them as one PNG grid."""
+                device: str = "auto", save_z: str | os.PathLike | None = None) -> Path:
+    """Generate n images (or n walks) from a checkpoint's G and save them as one PNG grid.
+
+    ``save_z``: also write the latent vectors (N, nz) as .npy and print each image's index on the grid, for
+    ``ganbench arithmetic`` (see ganbench/arithmetic.py)."""
     if n < 1 or walk_steps < 2:
         raise ConfigError("--n must be at least 1 and --walk-steps at least 2")
     dev = pick_device(device)
@@ -38,4 +41,10 @@ def sample_grid(checkpoint: str | os.PathLike, out: str | os.PathLike, *, n: int
     if bn == "batch" and len(z) < 2:
         raise ConfigError("--bn batch needs at least 2 images; use --bn running for one")
     images = generate(gen, z.to(dev), bn=bn)
-    return save_grid(images, out, nrow=nrow)
+    if save_z is None:
+        return save_grid(images, out, nrow=nrow)
+    from ganbench.arithmetic import save_numbered_grid
+    from ganbench.arithmetic import save_z as write_z
+
+    write_z(z, save_z)
+    return save_numbered_grid(images, out, nrow=nrow)

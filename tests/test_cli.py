@@ -180,6 +180,9 @@ def test_cli_choices_and_defaults_come_from_the_library_tables():
     quality = {p.name: p for p in cli.commands["eval"].commands["quality"].params}
     assert [int(d) for d in quality["fid_dims"].type.choices] == list(FID_DIMS)
     assert quality["metrics"].default == ",".join(METRICS)
+    from ganbench.metrics.inception import INPUT_MODES
+
+    assert tuple(quality["inception_input"].type.choices) == tuple(INPUT_MODES) == choices.INCEPTION_INPUTS
     # train's --help shows TrainConfig's own defaults
     text = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200).output
     defaults = TrainConfig()

@@ -565,7 +565,8 @@ def test_inception_score_close_to_torch_fidelity(peer_setup, our_features):
     0..255 values, then (x - 128) / 128) where pytorch-fid and ganbench use torch's bilinear on
     x / 255 * 2 - 1.
     For these 32x32 images (upsampled ~9x) the inputs differ slightly, so the scores are close, not equal
-    (random weights: a few % apart; the gap is printed with -s)."""
+    (random weights: a few % apart; the gap is printed with -s). This is the default pytorch-fid input mode;
+    the tf1 mode equals torch-fidelity (tests/test_metrics_tf1.py)."""
     tfid = pytest.importorskip("torch_fidelity")
     _, _, fb = our_features
     m = tfid.calculate_metrics(

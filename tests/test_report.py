@@ -19,6 +19,7 @@ from ganbench.report import (
     render_tables,
     write_tables,
 )
+from ganbench.report.tables import TABLE_NAMES
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -222,11 +223,21 @@ def test_quality_table(records):
     assert body[0][-1] == "quoted: DCGAN, CIFAR-10, as reported by PyTorch-StudioGAN"
     assert body[1] == ["DCGAN CIFAR (ganbench) [1]", "48.12", "6.10 ± 0.05", "0.0432 ± 0.0012", "0.612",
                        "0.400", "0.900", "0.700", "10000", "50000", "cifar10:train", "inception-pool3",
-                       "ganbench: trained on cifar10, 500 steps"]
+                       "pytorch-fid", "ganbench: trained on cifar10, 500 steps"]
+    assert body[0][-2] == "as in source" and "same Inception input" in tables["quality.md"]
     assert "torchvision Inception weights" in tables["quality.md"]
     rows = csv_rows(tables["quality.csv"])
     assert rows[0]["source"] == "quoted" and rows[0]["results.fid"] == "48.29"
     assert rows[1]["results.kid_mean"] == "0.04321" and rows[1]["checkpoint.sha256"] == SHA_A
+
+
+def test_quality_rows_of_two_inception_inputs_stay_apart(records):
+    """The same checkpoint scored in both Inception input modes gives two rows, each naming its mode."""
+    base = next(r for r in records if r["kind"] == "quality")
+    tf1 = {**base, "date": "2024-05-06", "inception_input": "tf1",
+           "results": {**base["results"], "is_mean": 6.6, "fid": 47.0}}
+    body = md_rows(render_tables([base, tf1])["quality.md"])[2:]
+    assert [(row[2], row[-2]) for row in body] == [("6.10 ± 0.05", "pytorch-fid"), ("6.60 ± 0.05", "tf1")]
 
 
 def test_latex_is_a_booktabs_tabular_with_escapes(records):
@@ -246,8 +257,8 @@ def test_markdown_cells_escape_pipes():
 
 def test_empty_records_still_give_the_papers_rows(tmp_path):
     paths = write_tables(tmp_path / "no-records-yet", tmp_path / "tables")
-    assert sorted(p.name for p in paths) == sorted(f"{t}.{ext}" for t in ("cifar10", "svhn", "quality")
-                                                   for ext in ("md", "csv", "tex"))
+    assert sorted(p.name for p in paths) == sorted(f"{t}.{ext}" for t in TABLE_NAMES for ext in ("md", "csv", "tex"))
+    assert "memorization" in TABLE_NAMES
     cifar = (tmp_path / "tables" / "cifar10.md").read_text()
     assert len(md_rows(cifar)) == 6 and "No ganbench records yet" in cifar
     assert len(md_rows((tmp_path / "tables" / "svhn.md").read_text())) == 10
@@ -259,8 +270,7 @@ def test_tables_are_deterministic_and_checkable(tmp_path, records):
     for record in records:
         name = "quality" if record["kind"] == "quality" else record["protocol"]
         append_record(record, records_dir / f"{name}.jsonl")
-    assert check_tables(records_dir, tables_dir) == [f"{t}.{ext}" for t in ("cifar10", "svhn", "quality")
-                                                     for ext in ("md", "csv", "tex")]
+    assert check_tables(records_dir, tables_dir) == [f"{t}.{ext}" for t in TABLE_NAMES for ext in ("md", "csv", "tex")]
     assert not tables_dir.exists()  # checking writes nothing
     write_tables(records_dir, tables_dir)
     first = {p.name: p.read_bytes() for p in sorted(tables_dir.iterdir())}

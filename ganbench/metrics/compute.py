@@ -45,6 +45,7 @@ def compute_all(
     k_dc: int = 5,
     features: str = "inception-pool3",
     device: str = "cpu",
+    sampling: str = "ganbench",
 ) -> dict[str, Any]:
     """Compute ``metrics`` (subset of fid, is, kid, pr, dc) and return a flat dict.
 
@@ -54,6 +55,8 @@ def compute_all(
     kid/pr/dc are asked for. IS uses the fake side's logits only. Keys: fid, is_mean, is_std, kid_mean,
     kid_std, precision, recall, density, coverage (those computed), n_fake, n_real (when known) and
     features (the name of the feature space). ``device`` runs the P/R/D/C distance chunks there.
+    ``sampling``: how IS splits and KID subsets are drawn from their seeds, ``ganbench`` or
+    ``torch-fidelity`` (its RandomState convention; see the metrics' modules).
     """
     wanted = [m.lower() for m in metrics]
     unknown = sorted(set(wanted) - set(METRICS))
@@ -81,10 +84,13 @@ def compute_all(
             raise MetricInputError(
                 "Inception Score needs the fake images' logits; pass the dict returned by extract()"
             )
-        out["is_mean"], out["is_std"] = inception_score(fake_logits, splits=is_splits, seed=is_seed)
+        out["is_mean"], out["is_std"] = inception_score(
+            fake_logits, splits=is_splits, seed=is_seed, sampling=sampling
+        )
     if "kid" in wanted:
         out["kid_mean"], out["kid_std"] = kernel_inception_distance(
-            real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=kid_seed
+            real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=kid_seed,
+            sampling=sampling,
         )
     if "pr" in wanted or "dc" in wanted:
         r = prdc(

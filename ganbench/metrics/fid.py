@@ -35,11 +35,13 @@ from ganbench.metrics.errors import MetricInputError, one_line
 
 __all__ = [
     "as_features",
+    "check_same_input_mode",
     "feature_statistics",
     "frechet_distance",
     "load_statistics",
     "save_statistics",
     "statistics_complete",
+    "statistics_input_mode",
 ]
 
 
@@ -199,12 +201,15 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str, Any] | None = None) -> Path:
+def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str, Any] | None = None,
+                    inception_input: str | None = None) -> Path:
     """Write mu/sigma as pytorch-fid's npz (``python -m pytorch_fid stats.npz dir`` reads it) plus a sidecar.
 
     A path without the ".npz" suffix gets it (pytorch-fid only recognises statistics files by it). The
     sidecar ``<path>.json`` holds ``meta`` (suggested keys: source, count, network, weights_sha256) and
-    ``dims``. Both files are written atomically. Returns the npz path.
+    ``dims``. ``inception_input`` (the Inception input mode, ``pytorch-fid`` or ``tf1``) is written into
+    the npz itself as a string array of that name (pytorch-fid reads only ``mu`` and ``sigma``) and into the
+    sidecar. Both files are written atomically. Returns the npz path.
     """
     mu, sigma = _check_stats(mu, sigma, "")
     p = Path(path)
@@ -217,6 +222,10 @@ def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str
     info = _jsonable(dict(meta or {}))
     info["dims"] = int(mu.shape[0])
     info.setdefault("format", "pytorch-fid npz: mu (D,), sigma (D, D), float64")
+    arrays: dict[str, np.ndarray] = {"mu": mu, "sigma": sigma}
+    if inception_input is not None:
+        info["inception_input"] = str(inception_input)
+        arrays["inception_input"] = np.array(str(inception_input))
     try:
         text = json.dumps(info, indent=2, sort_keys=True)
     except TypeError as exc:
@@ -226,7 +235,7 @@ def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str
     # the sidecar goes first and comes back last: a writer killed in between leaves an npz without one (which
     # statistics_complete rejects), never a new npz described by the old file's sidecar
     sidecar_path(p).unlink(missing_ok=True)
-    _atomic_write(p, lambda fh: np.savez_compressed(fh, mu=mu, sigma=sigma))
+    _atomic_write(p, lambda fh: np.savez_compressed(fh, **arrays))
     _atomic_write(sidecar_path(p), lambda fh: fh.write((text + "\n").encode()))
     return p
 
@@ -262,6 +271,7 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
                     "it is not an FID statistics file (pytorch-fid --save-stats format)"
                 )
             mu, sigma = np.array(f["mu"]), np.array(f["sigma"])
+            mode = str(f["inception_input"]) if "inception_input" in f.files else None
     except MetricInputError:
         raise
     except Exception as exc:
@@ -286,4 +296,23 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
                 f"{side} says dims={meta['dims']} but {p} holds {mu.shape[0]}-dim statistics; "
                 "the sidecar belongs to another file: delete it or recreate both"
             )
+    if mode is not None:
+        meta["inception_input"] = mode  # the npz's own entry wins over the sidecar
     return mu, sigma, meta
+
+
+def statistics_input_mode(meta: dict[str, Any]) -> str:
+    """The Inception input mode statistics were computed with: the stored one, else ``pytorch-fid`` (files
+    without the entry come from pytorch-fid itself or from ganbench before the tf1 mode existed)."""
+    return str(meta.get("inception_input") or "pytorch-fid")
+
+
+def check_same_input_mode(meta: dict[str, Any], mode: str, where: str) -> None:
+    """Refuse to compare statistics computed with another Inception input mode than ``mode``."""
+    theirs = statistics_input_mode(meta)
+    if theirs != mode:
+        raise MetricInputError(
+            f"{where} holds statistics of Inception input mode {theirs!r} but this evaluation uses {mode!r}: "
+            f"their FID would mix two input pipelines; recompute them with `ganbench stats ... --inception-input "
+            f"{mode}` or evaluate with --inception-input {theirs}"
+        )

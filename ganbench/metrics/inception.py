@@ -13,8 +13,13 @@ automatic download, finds and checks the weights file, and runs ONE forward pass
 Preprocessing matches pytorch-fid's ``get_activations`` + ``InceptionV3.forward`` operation for
 operation: uint8 -> float32 / 255 (torchvision ``ToTensor``), greyscale repeated to RGB (PIL's
 ``convert('RGB')``), ``F.interpolate(size=299, mode='bilinear', align_corners=False)``, then
-``2 * x - 1``. (torch-fidelity instead reproduces TF1's bilinear resize on 0..255 values, so its
-features differ slightly from pytorch-fid's and ours on images that are not 299x299.)
+``2 * x - 1``: the ``pytorch-fid`` input mode, the default.
+
+The ``tf1`` input mode reproduces the input of the original TensorFlow code (openai/improved-gan's
+Inception Score, TTUR's FID), as torch-fidelity does: TF 1.x's ``resize_bilinear`` (align_corners=False,
+no half-pixel centres) on 0..255 values, then ``(x - 128) / 128``. Published Inception Scores come from
+that code; on images that are not 299x299 the two modes give features (and scores) a few percent apart,
+so a number is only comparable with numbers of the same mode.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ganbench.progress import progress_bar
 __all__ = [
     "ENV_WEIGHTS",
     "FID_DIMS",
+    "INPUT_MODES",
     "WEIGHTS_FILENAME",
     "WEIGHTS_URL",
     "InceptionFeatures",
@@ -50,6 +56,7 @@ __all__ = [
     "load_inception_state_dict",
     "locate_inception_weights",
     "no_tf32",
+    "resize_bilinear_tf1",
 ]
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -62,6 +69,47 @@ NETWORK_NAME = "pytorch-fid FID-InceptionV3 (TF inception-2015-12-05 port)"
 FID_DIMS = _FID_DIMS
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")  # pytorch-fid's list
 INPUT_SIZE = 299
+# How images become the network's input (see the module doc); the record stores the mode's name.
+INPUT_MODES = {
+    "pytorch-fid": "pytorch-fid: x/255, torch bilinear resize to 299 (align_corners=False), then 2x - 1",
+    "tf1": "tf1 (original TF code, as torch-fidelity): TF1 resize_bilinear to 299 on 0..255 values, "
+           "then (x - 128) / 128",
+}
+
+
+def check_input_mode(mode: str) -> str:
+    """The mode's name, or a one-line error naming the choices."""
+    if mode not in INPUT_MODES:
+        raise MetricInputError(f"unknown Inception input mode {mode!r}; choose one of {', '.join(INPUT_MODES)}")
+    return mode
+
+
+def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
+    """TensorFlow 1.x ``tf.image.resize_bilinear(align_corners=False)`` of a float (N, C, H, W) batch.
+
+    TF1's kernel (tensorflow/core/kernels/resize_bilinear_op.cc, image_resizer_state.h) maps output index
+    i to the source coordinate ``i * scale`` with ``scale = in_size / out_size`` in float32 (no half-pixel
+    offset, unlike torch's align_corners=False), takes ``lo = floor``, ``hi = min(lo + 1, in_size - 1)``,
+    and interpolates first along x, then along y: ``top + (bottom - top) * y_lerp`` with
+    ``top = tl + (tr - tl) * x_lerp``. Written here from that definition, in float32 as TF computes it.
+    """
+
+    def axis(in_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scale = torch.tensor(in_size / size, dtype=torch.float32)
+        src = torch.arange(size, dtype=torch.float32) * scale
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=in_size - 1)
+        return lo.to(x.device), hi.to(x.device), (src - lo.float()).to(x.device)
+
+    y_lo, y_hi, y_lerp = axis(x.shape[2])
+    x_lo, x_hi, x_lerp = axis(x.shape[3])
+    rows_lo, rows_hi = x.index_select(2, y_lo), x.index_select(2, y_hi)
+    x_lerp = x_lerp.view(1, 1, 1, size)
+    top_left, top_right = rows_lo.index_select(3, x_lo), rows_lo.index_select(3, x_hi)
+    bottom_left, bottom_right = rows_hi.index_select(3, x_lo), rows_hi.index_select(3, x_hi)
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    return top + (bottom - top) * y_lerp.view(1, 1, size, 1)
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -201,8 +249,9 @@ def no_tf32() -> Iterator[None]:
 class InceptionFeatures(nn.Module):
     """pytorch-fid's FID-Inception in eval mode; ``forward`` gives pool3, bias-free logits and block features.
 
-    ``weights``: a path (else the lookup of :func:`locate_inception_weights`). ``info`` describes the
-    network and the weights file (path, source, sha256, whether it is the official file).
+    ``weights``: a path (else the lookup of :func:`locate_inception_weights`). ``input_mode``: how images
+    become the network's input, ``pytorch-fid`` (default) or ``tf1`` (see the module doc). ``info``
+    describes the network, the input mode and the weights file (path, source, sha256, whether official).
     """
 
     def __init__(
@@ -211,8 +260,10 @@ class InceptionFeatures(nn.Module):
         device: str | torch.device = "cpu",
         allow_download: bool = True,
         progress: bool = True,
+        input_mode: str = "pytorch-fid",
     ) -> None:
         super().__init__()
+        self.input_mode = check_input_mode(input_mode)
         path, source = locate_inception_weights(weights, allow_download=allow_download, progress=progress)
         state = load_inception_state_dict(path)
         net = build_fid_inception()
@@ -269,7 +320,8 @@ class InceptionFeatures(nn.Module):
             "weights_sha256": sha,
             "weights_official": sha.startswith(OFFICIAL_SHA256_PREFIX),
             "pytorch_fid_version": getattr(pytorch_fid, "__version__", "unknown"),
-            "resize": "torch bilinear 299x299, align_corners=False (as pytorch-fid)",
+            "input_mode": self.input_mode,
+            "resize": INPUT_MODES[self.input_mode],
             "logits": "pool3 @ fc.weight.T, no bias, 1008 classes (as the TF Inception Score reference)",
         }
 
@@ -282,7 +334,10 @@ class InceptionFeatures(nn.Module):
         return super().train(False)
 
     def preprocess(self, images: Any) -> torch.Tensor:
-        """(N, C, H, W) uint8 0..255 or float 0..1, C in {1, 3} -> float32 (N, 3, 299, 299) in [-1, 1]."""
+        """(N, C, H, W) uint8 0..255 or float 0..1, C in {1, 3} -> float32 (N, 3, 299, 299) in [-1, 1].
+
+        Both modes read uint8 as 0..255 and floats as 0..1 (x 255 in ``tf1`` mode, where torch-fidelity
+        reads uint8 only: pass uint8 images to reproduce it exactly)."""
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise MetricInputError(
@@ -292,8 +347,10 @@ class InceptionFeatures(nn.Module):
         if x.shape[0] == 0 or x.shape[2] < 1 or x.shape[3] < 1:
             raise MetricInputError(f"empty image batch of shape {tuple(x.shape)}; pass at least one image")
         x = x.to(self.device)
+        tf1 = self.input_mode == "tf1"
         if x.dtype == torch.uint8:
-            x = x.to(torch.float32).div(255)  # torchvision ToTensor, as pytorch-fid reads its PNGs
+            # pytorch-fid: torchvision ToTensor (x / 255); tf1: the 0..255 values themselves, as TF1's graph
+            x = x.to(torch.float32) if tf1 else x.to(torch.float32).div(255)
         elif x.is_floating_point():
             x = x.to(torch.float32)
             if not torch.isfinite(x).all():
@@ -304,10 +361,14 @@ class InceptionFeatures(nn.Module):
                     f"float images must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]; map [-1, 1] generator "
                     "output with (x + 1) / 2 or pass uint8 0..255"
                 )
+            if tf1:
+                x = x * 255
         else:
             raise MetricInputError(f"images must be uint8 or float in [0, 1], got {x.dtype}; convert them")
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)  # PIL convert('RGB') of an 'L' image copies the grey value
+        if tf1:
+            return (resize_bilinear_tf1(x, INPUT_SIZE) - 128) / 128  # the TF graph's own normalisation
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2 * x - 1
 
@@ -424,13 +485,15 @@ def extract(
     model: InceptionFeatures | None = None,
     weights: str | os.PathLike | None = None,
     allow_download: bool = True,
+    input_mode: str = "pytorch-fid",
 ) -> dict[str, Any]:
     """Inception features of many images in batches, with a progress bar (images/s and ETA).
 
     ``images``: (N, C, H, W) uint8 / [0, 1] float array or tensor, a folder of image files (read as
     pytorch-fid reads them), or an iterable of images (C, H, W) or batches (B, C, H, W). Returns
     ``{"pool3": (N, 2048), "logits": (N, 1008), "dims": {d: (N, d)}}`` as float32 numpy arrays, plus
-    ``"n"`` and the network's ``"info"``. ``model`` reuses a loaded network (else ``weights``/``device``).
+    ``"n"`` and the network's ``"info"``. ``model`` reuses a loaded network (else ``weights``/``device``/
+    ``input_mode``, see :class:`InceptionFeatures`).
     """
     if batch_size < 1:
         raise MetricInputError(f"batch size must be >= 1, got {batch_size}")
@@ -438,7 +501,7 @@ def extract(
     net = (
         model
         if model is not None
-        else InceptionFeatures(weights, device=device, allow_download=allow_download)
+        else InceptionFeatures(weights, device=device, allow_download=allow_download, input_mode=input_mode)
     )
     source = _Source(images, batch_size)
     pool3: list[np.ndarray] = []

@@ -13,7 +13,9 @@ the bias changes the score in the 2nd-3rd digit and makes it incomparable with p
 Order of samples: the reference splits the samples in the order given; torch-fidelity shuffles with a
 fixed seed first. Here ``seed`` (default 0) shuffles with ``numpy.random.default_rng(seed)`` before
 splitting; ``seed=None`` keeps the given order, as the reference does. With one split the order is
-irrelevant.
+irrelevant. ``sampling="torch-fidelity"`` shuffles as torch-fidelity does instead
+(``numpy.random.RandomState(seed).permutation``; its default seed is 2020), so that the same splits, and
+hence the same score, come out of the same logits.
 """
 
 from __future__ import annotations
@@ -25,7 +27,19 @@ import numpy as np
 from ganbench.metrics.errors import MetricInputError
 from ganbench.metrics.fid import as_features
 
-__all__ = ["inception_score", "softmax"]
+__all__ = ["SAMPLINGS", "inception_score", "permutation", "softmax"]
+
+# How seeded subsets are drawn: ganbench's numpy Generator, or the legacy RandomState torch-fidelity uses.
+SAMPLINGS = ("ganbench", "torch-fidelity")
+
+
+def permutation(n: int, seed: int, sampling: str = "ganbench") -> np.ndarray:
+    """A seeded permutation of range(n) in the given sampling convention."""
+    if sampling not in SAMPLINGS:
+        raise MetricInputError(f"unknown sampling {sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+    if sampling == "torch-fidelity":
+        return np.random.RandomState(seed).permutation(n)
+    return np.random.default_rng(seed).permutation(n)
 
 
 def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +50,8 @@ def softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(log_p), log_p
 
 
-def inception_score(logits: Any, splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
+def inception_score(logits: Any, splits: int = 10, seed: int | None = 0,
+                    sampling: str = "ganbench") -> tuple[float, float]:
     """(mean, std) of exp(mean_x KL(p(y|x) || p(y))) over ``splits`` parts; ``logits`` is (N, classes).
 
     The parts are ``[i * N // splits, (i + 1) * N // splits)`` of the (shuffled unless ``seed=None``)
@@ -52,7 +67,7 @@ def inception_score(logits: Any, splits: int = 10, seed: int | None = 0) -> tupl
             "use more samples or fewer splits"
         )
     if seed is not None:
-        x = x[np.random.default_rng(seed).permutation(n)]
+        x = x[permutation(n, seed, sampling)]
     p, log_p = softmax(x)
     scores = []
     for i in range(splits):

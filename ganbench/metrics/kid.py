@@ -9,6 +9,10 @@ polynomial kernel k(x, y) = (x.y / d + 1)^3, d the feature dimension:
 averaged over ``subsets`` random subsets of size m = min(subset_size, n_real, n_fake) drawn without
 replacement (the paper's code and torch-fidelity default to 100 subsets of 1,000). Reported as
 (mean, std with ddof=0) over the subsets. Values slightly below 0 are valid (similar distributions).
+
+``sampling="torch-fidelity"`` draws the subsets as torch-fidelity does (one
+``numpy.random.RandomState(seed)``, each round the generated subset first, then the real one), so the
+same features give the same subsets and the same KID; the default draws with ``numpy.random.default_rng``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from ganbench.metrics.errors import MetricInputError
 from ganbench.metrics.fid import as_features
+from ganbench.metrics.inception_score import SAMPLINGS
 
 __all__ = ["kernel_inception_distance", "mmd2_unbiased", "polynomial_kernel"]
 
@@ -41,7 +46,8 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def kernel_inception_distance(
-    real: Any, fake: Any, subsets: int = 100, subset_size: int = 1000, seed: int | None = 0
+    real: Any, fake: Any, subsets: int = 100, subset_size: int = 1000, seed: int | None = 0,
+    sampling: str = "ganbench",
 ) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD^2 over ``subsets`` seeded subsets of min(subset_size, n) samples."""
     x = as_features(real, name="real features")
@@ -55,10 +61,17 @@ def kernel_inception_distance(
             f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}"
         )
     m = min(subset_size, x.shape[0], y.shape[0])
-    rng = np.random.default_rng(seed)
+    if sampling not in SAMPLINGS:
+        raise MetricInputError(f"unknown sampling {sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+    legacy = sampling == "torch-fidelity"
+    rng = np.random.RandomState(seed) if legacy else np.random.default_rng(seed)
     values = np.empty(subsets)
     for i in range(subsets):
-        xi = x[rng.choice(x.shape[0], m, replace=False)]
-        yi = y[rng.choice(y.shape[0], m, replace=False)]
+        if legacy:  # torch-fidelity's order: its input1 (generated) first
+            yi = y[rng.choice(y.shape[0], m, replace=False)]
+            xi = x[rng.choice(x.shape[0], m, replace=False)]
+        else:
+            xi = x[rng.choice(x.shape[0], m, replace=False)]
+            yi = y[rng.choice(y.shape[0], m, replace=False)]
         values[i] = mmd2_unbiased(xi, yi)
     return float(values.mean()), float(values.std())

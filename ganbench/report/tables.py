@@ -46,7 +46,8 @@ SVHN_QUOTED = [
 # literature sample-quality numbers: model, dataset, IS, FID, who reported them
 QUALITY_QUOTED = [("DCGAN", "CIFAR-10", "6.11", "48.29", STUDIOGAN)]
 
-TABLE_NAMES = ("cifar10", "svhn", "quality")
+TABLE_NAMES = ("cifar10", "svhn", "quality", "memorization")
+QUOTED_INPUT = "as in source"  # quoted scores: whatever input pipeline their source used
 # the CSV's leading columns in this order; every other (flattened) field follows, sorted by name
 CSV_LEADING = ("table_row", "note", "source", "citation", "kind", "protocol", "label", "date", "record_id")
 
@@ -235,9 +236,17 @@ def _probe_key(record: dict[str, Any]) -> str:
                        _get(record, "features.dtype")], sort_keys=True, default=str)
 
 
+def _inception_input(record: dict[str, Any]) -> str | None:
+    """The Inception input mode of a quality record; records from before the tf1 mode used pytorch-fid's."""
+    mode = record.get("inception_input") or _get(record, "settings.inception_input")
+    if mode:
+        return str(mode)
+    return "pytorch-fid" if "inception" in str(record.get("features") or "") else None
+
+
 def _quality_key(record: dict[str, Any]) -> str:
-    """A quality row's key: checkpoint, reference set, feature extractor and sample counts."""
-    return json.dumps([_identity(record), record.get("reference"), record.get("features"),
+    """A quality row's key: checkpoint, reference set, feature extractor, Inception input and sample counts."""
+    return json.dumps([_identity(record), record.get("reference"), record.get("features"), _inception_input(record),
                        _get(record, "results.n_fake"), _get(record, "results.n_real")],
                       sort_keys=True, default=str)
 
@@ -442,10 +451,10 @@ def _quality_table(records: list[dict[str, Any]]) -> Table:
     for row, (model, dataset, inception, fid, who) in enumerate(QUALITY_QUOTED, start=1):
         citation = f"{model}, {dataset}, as reported by {who}"
         quoted.append([model, fid, inception, None, None, None, None, None, None, None, dataset, None,
-                       f"quoted: {citation}"])
+                       QUOTED_INPUT, f"quoted: {citation}"])
         csv_rows.append({"table_row": row, "source": "quoted", "citation": citation, "kind": "quality",
                          "label": model, "reference": dataset, "results.fid": float(fid),
-                         "results.is_mean": float(inception)})
+                         "results.is_mean": float(inception), "inception_input": QUOTED_INPUT})
     groups = _latest_groups(records, lambda r: r.get("kind") == "quality", _quality_key, lambda r: "quality")
     ours, notes = [], []
     for number, slots in enumerate(groups, start=1):
@@ -457,13 +466,18 @@ def _quality_table(records: list[dict[str, Any]]) -> Table:
                      _fixed(res.get("precision"), 3), _fixed(res.get("recall"), 3),
                      _fixed(res.get("density"), 3), _fixed(res.get("coverage"), 3),
                      _count(res.get("n_fake")), _count(res.get("n_real")),
-                     _text(record.get("reference")), _text(record.get("features")),
+                     _text(record.get("reference")), _text(record.get("features")), _inception_input(record),
                      f"ganbench: {_training_text(record)}"])
         notes.append(_row_note(number, record, [("evaluation", record)]))
         csv_rows.append(_csv_row(record, len(QUALITY_QUOTED) + number, number))
     below = ["IS and KID are mean ± std over their subsets, as the record stores them. Quoted numbers come "
              "from their named source, not from ganbench runs, and may use other sample counts and "
-             "reference sets."]
+             "reference sets.",
+             "Inception input: how images became the Inception network's input. Most published IS come from the "
+             "original TensorFlow code (TF1 bilinear resize on 0..255, then (x - 128) / 128), which ganbench's "
+             "`--inception-input tf1` reproduces (equal to torch-fidelity's); `pytorch-fid` (the default) resizes "
+             "with torch's bilinear on [0, 1]. On small images the two give IS and FID a few percent apart, so "
+             "compare a row only with rows of the same Inception input."]
     if not ours:
         below.append("No ganbench quality records yet: the quality evaluation adds rows here.")
     return Table(
@@ -474,8 +488,58 @@ def _quality_table(records: list[dict[str, Any]]) -> Table:
                "sample count; its marker [n] points to the notes under the table."],
         columns=[("Model", "l"), ("FID", "r"), ("IS", "r"), ("KID", "r"), ("Precision", "r"), ("Recall", "r"),
                  ("Density", "r"), ("Coverage", "r"), ("n fake", "r"), ("n real", "r"), ("Reference", "l"),
-                 ("Features", "l"), ("Source", "l")],
+                 ("Features", "l"), ("Inception input", "l"), ("Source", "l")],
         quoted=quoted, ours=ours, below=below, notes=notes, csv_rows=csv_rows)
+
+
+def _memorization_key(record: dict[str, Any]) -> str:
+    """A memorisation row's key: checkpoint, dataset, feature space and number of samples."""
+    return json.dumps([_identity(record), record.get("dataset"), record.get("feature_space"),
+                       _get(record, "results.n_generated")], sort_keys=True, default=str)
+
+
+def _memorization_table(records: list[dict[str, Any]]) -> Table:
+    """Does G copy its training data: the data-copying test C_T and nearest-neighbour distances, one row per
+    checkpoint, dataset, feature space and sample count."""
+    groups = _latest_groups(records, lambda r: r.get("kind") == "memorization", _memorization_key,
+                            lambda r: "memorization")
+    ours, notes, csv_rows = [], [], []
+    for number, slots in enumerate(groups, start=1):
+        record = slots["memorization"]
+        res = record.get("results") if isinstance(record.get("results"), dict) else {}
+        kept, cells = _get(record, "results.cells_kept"), _get(record, "results.n_cells")
+        share = _num(res.get("share_below_test_p1"))
+        ours.append([f"{_label(record)} [{number}]", _text(record.get("dataset")), _text(record.get("feature_space")),
+                     _fixed(res.get("C_T"), 2), f"{kept} of {cells}" if kept is not None else None,
+                     _fixed(res.get("gen_nn_median"), 4), _fixed(res.get("test_nn_median"), 4),
+                     None if share is None else f"{100 * share:.1f}%", _count(res.get("exact_copies")),
+                     _count(res.get("n_generated")), _count(res.get("n_train")), _count(res.get("n_test")),
+                     f"ganbench: {_training_text(record)}"])
+        notes.append(_row_note(number, record, [("evaluation", record)]))
+        row = _csv_row(record, number, number)
+        row.pop("results.cells", None)  # the per-cell table stays in the record
+        csv_rows.append(row)
+    below = ["C_T: the data-copying test of Meehan, Chaudhuri & Dasgupta 2020 (arXiv:2004.05675): per k-means cell "
+             "of the training set, a Z-scored Mann-Whitney U test of generated-to-train against held-out-to-train "
+             "nearest-neighbour distances, averaged over the cells with enough generated samples, weighted by their "
+             "share of held-out images. Sign: C_T << 0 (e.g. below -3) means data-copying (samples closer to the "
+             "training images than unseen images are); C_T > 0 means under-fitting; about 0, neither.",
+             "Distances are Euclidean in the named feature space (inception: pool3; discriminator: the "
+             "checkpoint's own D, every layer max-pooled to 4x4; pixels). 'Closer than 99% of held-out' is the "
+             "share of samples nearer to a training image than the 1st percentile of held-out images' distances."]
+    if not ours:
+        below.append("No ganbench memorisation records yet: `ganbench eval memorization` adds rows here.")
+    return Table(
+        name="memorization",
+        title="Memorisation: does the generator copy its training data?",
+        intro=["The DCGAN paper argues its model does not memorise training images (sec. 6.1). Each row is the "
+               "latest record of one checkpoint, dataset, feature space and sample count; its marker [n] points to "
+               "the notes under the table."],
+        columns=[("Model", "l"), ("Dataset", "l"), ("Features", "l"), ("C_T", "r"), ("Cells used", "r"),
+                 ("Median NN distance, samples", "r"), ("Median NN distance, held-out", "r"),
+                 ("Samples closer than 99% of held-out", "r"), ("Exact copies", "r"), ("n generated", "r"),
+                 ("n train", "r"), ("n held-out", "r"), ("Source", "l")],
+        quoted=[], ours=ours, below=below, notes=notes, csv_rows=csv_rows)
 
 
 # ---------------------------------------------------------------- rendering
@@ -558,7 +622,7 @@ def _csv(table: Table) -> str:
 def render_tables(records: list[dict[str, Any]]) -> dict[str, str]:
     """File name -> content for every table file, from a list of records (deterministic)."""
     out: dict[str, str] = {}
-    for table in (_cifar_table(records), _svhn_table(records), _quality_table(records)):
+    for table in (_cifar_table(records), _svhn_table(records), _quality_table(records), _memorization_table(records)):
         out[f"{table.name}.md"] = _markdown(table)
         out[f"{table.name}.csv"] = _csv(table)
         out[f"{table.name}.tex"] = _latex(table)
