@@ -323,6 +323,41 @@ def profile_rows(args) -> list[str]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------- start-up
+
+STARTUP_SNIPPET = """
+import time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+torch.use_deterministic_algorithms(False)  # what ganbench.train.loop._set_determinism does on every run
+t2 = time.perf_counter()
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot  # what ganbench.train.artifacts.plot_curves imports at the first checkpoint
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def startup_rows(args) -> list[str]:
+    """Seconds of the one-off costs in a fresh process that ganbench's `train` pays and the peer does not."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MPLBACKEND": "Agg"}
+    runs = []
+    for _ in range(args.repeats):
+        out = subprocess.run([sys.executable, "-c", STARTUP_SNIPPET], capture_output=True, text=True, env=env,
+                             check=True).stdout.split()
+        runs.append([float(v) for v in out])
+    names = ["`import torch` (both pay it)", "`torch.use_deterministic_algorithms(False)` (imports torch._inductor "
+             "and torch._dynamo)", "`import matplotlib.pyplot` (curves.png)"]
+    rows = ["| one-off cost in a fresh process | seconds (median) | all |", "|---|---:|---|"]
+    for i, name in enumerate(names):
+        values = [r[i] for r in runs]
+        rows.append(f"| {name} | {statistics.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
+    print("\n".join(rows), flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -360,6 +395,7 @@ def main() -> None:
     parser.add_argument("--option-steps", type=int, default=3)
     parser.add_argument("--option-repeats", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="profile one ganbench training step")
+    parser.add_argument("--startup", action="store_true", help="time the one-off start-up costs of `train`")
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument("--out", help="write the Markdown report here too")
     parser.add_argument("--append", action="store_true", help="append to --out (under this run's command line)")
@@ -409,6 +445,8 @@ def main() -> None:
     if args.profile:
         sections.append("## Profile of one training step (torch.profiler, self CPU time)\n\n"
                         + "\n".join(profile_rows(args)))
+    if args.startup:
+        sections.append("## Start-up costs (fresh processes)\n\n" + "\n".join(startup_rows(args)))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         text = "\n\n".join(sections) + "\n"
