@@ -1,4 +1,4 @@
-"""One command that measures ganbench on a GPU (under 8 minutes on one modern GPU) and writes gpu.md.
+"""One command that measures ganbench on a GPU (sized for under 8 minutes on one modern GPU) and writes gpu.md.
 
     python benchmarks/gpu.py --peer-examples ../shared/peers/pytorch-examples     # on a GPU machine
     python benchmarks/gpu.py --device cpu --quick --out /tmp/gpu.md                # the CPU check (tiny sizes)
