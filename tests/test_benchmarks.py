@@ -1,0 +1,133 @@
+"""The benchmark scripts run: benchmarks/gpu.py's CPU check (--device cpu --quick) writes a report with every section
+and positive finite numbers; user errors of the benchmark scripts end in one line with exit code 2.
+
+The peer section of gpu.py runs pytorch/examples' dcgan only when GANBENCH_SHARED names the shared folder
+(e.g. GANBENCH_SHARED=../shared); otherwise the report must say it was skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("Training throughput", "pytorch/examples dcgan vs ganbench train (same network)", "Feature extraction",
+            "L2-SVM fit, full CIFAR-10 size", "Inception throughput")
+
+
+def _peer() -> Path | None:
+    value = os.environ.get("GANBENCH_SHARED")
+    peer = Path(value) / "peers" / "pytorch-examples" if value else None
+    return peer if peer is not None and (peer / "dcgan" / "main.py").is_file() else None
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+            "GANBENCH_CACHE": str(tmp_path / "cache"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def run(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=tmp_path,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+
+
+def sections(text: str) -> dict[str, str]:
+    parts = re.split(r"^## ", text, flags=re.M)
+    return {p.split("\n", 1)[0].strip(): p.split("\n", 1)[1] for p in parts[1:]}
+
+
+def table(body: str) -> list[dict[str, str]]:
+    """The section's Markdown table as dicts (header -> cell)."""
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert set(lines[1]) <= set("|-: ") and "---" in lines[1]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+
+
+def consistent(n: float, seconds: str, rate: str) -> bool:
+    """images / (images/s) gives the printed seconds, up to their rounding to 1 ms."""
+    return n / number(rate) == pytest.approx(number(seconds), abs=6e-4, rel=1e-2)
+
+
+def number(cell: str) -> float:
+    value = float(cell.replace(",", ""))
+    assert math.isfinite(value) and value > 0, cell
+    return value
+
+
+def test_gpu_script_cpu_quick_mode_writes_every_section(tmp_path):
+    out = tmp_path / "report" / "gpu.md"
+    peer = _peer()
+    args = ["--device", "cpu", "--quick", "--out", str(out)] + (["--peer-examples", str(peer)] if peer else [])
+    proc = run("gpu.py", *args, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "Command: `python benchmarks/gpu.py --device cpu --quick" in text
+    assert re.search(r"Device: CPU: .+; torch \d+\.\d+", text)
+    found = sections(text)
+    assert list(found) == list(SECTIONS)
+
+    training = table(found["Training throughput"])
+    assert [r["model"] for r in training] == ["dcgan32", "dcgan64"]
+    for row in training:
+        assert [k for k in row if k != "model"] == [
+            "fp32 images/s", "bf16 images/s", "bf16 + channels_last + compile images/s"]
+        for key in row:
+            if key != "model":
+                number(row[key])
+
+    if peer is None:
+        assert found[SECTIONS[1]].strip().startswith("skipped: pass --peer-examples")
+    else:
+        rows = table(found[SECTIONS[1]])
+        assert [r["run"] for r in rows] == ["pytorch/examples dcgan", "ganbench train"]
+        for row in rows:
+            assert number(row["images"]) == 8
+            assert consistent(8, row["wall s"], row["images/s"])
+
+    (feat,) = table(found["Feature extraction"])
+    assert number(feat["images"]) == 128 and number(feat["batch"]) == 64
+    assert number(feat["features"]) == (8 + 8 + 16 + 16 + 32 + 32) * 16  # dcgan32 D at ndf = 8, 4x4 pools
+    assert consistent(128, feat["seconds"], feat["images/s"])
+
+    (svm,) = table(found["L2-SVM fit, full CIFAR-10 size"])
+    assert (number(svm["n"]), number(svm["d"])) == (2000, 512)
+    assert number(svm["X GiB (float16)"]) == pytest.approx(2000 * 512 * 2 / 2**30, abs=1e-3)
+    number(svm["fit s"])
+    assert number(svm["peak memory GiB"]) > 0.05  # the process's RSS: torch alone takes more than this
+    assert 0.5 < number(svm["training accuracy"]) <= 1  # separable classes: a fitted SVM, not chance (0.1)
+
+    (inc,) = table(found["Inception throughput"])
+    assert number(inc["images"]) == 8 and number(inc["batch"]) == 4
+    assert consistent(8, inc["seconds"], inc["images/s"])
+    assert re.search(r"Weights: (the real FID-Inception weights|RANDOM weights)", found["Inception throughput"])
+    assert re.search(r"Total time: \d+ s\.", text)
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("gpu.py", ["--device", "cuda", "--quick"], "no CUDA GPU is visible"),
+    ("gpu.py", ["--device", "tpu"], "unknown --device 'tpu'"),
+    ("gpu.py", ["--device", "cpu", "--C", "-1"], "--C must be a positive finite number"),
+    ("gpu.py", ["--device", "cpu", "--peer-examples", "nowhere"], "dcgan/main.py not found"),
+    ("bench_train.py", ["--peer-examples", "nowhere"], "dcgan/main.py not found"),
+    ("bench_train.py", ["--real-images", "x.tar.gz"], "give --peer-examples too"),
+    ("bench_train.py", ["--option-models", "dcgan99"], "--option-models:"),
+    ("bench_train.py", ["--repeats", "0"], "--repeats must be at least 1"),
+])
+def test_benchmark_scripts_refuse_bad_input_in_one_line(tmp_path, script, args, message):
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible")
+    proc = run(script, *args, tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
