@@ -88,7 +88,11 @@ class BatchSource:
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm, self._epoch = torch.randperm(self.n, generator=gen), epoch
+            perm = torch.randperm(self.n, generator=gen)  # on the CPU: the same data order on every device
+            if self.images is not None and self.images.device.type != "cpu":
+                # one asynchronous copy per epoch from pinned memory, not a blocking copy per step
+                perm = perm.pin_memory().to(self.images.device, non_blocking=True)
+            self._perm, self._epoch = perm, epoch
         return self._perm
 
     def batch(self, step: int) -> torch.Tensor:
@@ -97,7 +101,7 @@ class BatchSource:
         if self.world > 1:
             idx = idx[self.rank * self.local:(self.rank + 1) * self.local]
         if self.images is not None:
-            x = self.images[idx.to(self.images.device)]
+            x = self.images[idx]
         else:
             order = np.sort(idx.numpy())  # sequential reads from the memmap
             x = torch.from_numpy(self.host[order])
@@ -492,8 +496,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool,
         nonlocal first_bad
         accumulate({name: value}, name[-1])
         counts[name[-1]] += 1
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value), torch.tensor(step, device=device),
-                                first_bad)
+        # new_full fills on the device: no host-to-device copy (and so no wait) per step
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value), first_bad.new_full((), step), first_bad)
 
     def draw_z() -> torch.Tensor:
         z = gen.sample_z(cfg.batch_size, generator=z_gen, device=device)
@@ -638,7 +642,9 @@ def _progress_bar(total: int, start: int, enabled: bool):
 
 
 def _set_determinism(deterministic: bool, device: torch.device) -> None:
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    if deterministic or torch.are_deterministic_algorithms_enabled():
+        # switching it off when it is already off still imports dynamo and inductor: seconds at every start
+        torch.use_deterministic_algorithms(deterministic, warn_only=False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
