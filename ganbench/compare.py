@@ -340,8 +340,9 @@ def _quality(spec: CompareSpec, checkpoint: str, seed: int, out: Path, device: s
     # the real images' Inception statistics once per comparison, not once per evaluation point
     ref = out / "reference_stats.npz"
     if not statistics_complete(ref):  # absent, or left half-made by a killed compare: made again
+        # the images the variants train on: the split, or its first max_images when the SPEC limits them
         write_reference_statistics(f"{spec.dataset}:{spec.split}", str(ref), data_root=spec.data_root,
-                                   device=device, progress=progress)
+                                   device=device, progress=progress, max_images=spec.max_images)
     return evaluate_quality(checkpoint=checkpoint, ref=str(ref), n=spec.n_samples, metrics=("fid", "is"),
                             device=device, seed=seed, data_root=spec.data_root, progress=progress)
 

@@ -209,7 +209,7 @@ def _reference_statistics(ref: str, metrics: tuple[str, ...],
 def write_reference_statistics(source: str, out: str, *, inception_weights: str | None = None,
                                data_root: str | None = None, fid_dims: int = 2048, batch_size: int = 50,
                                device: str = "auto", progress: bool = True,
-                               inception_input: str = "pytorch-fid") -> Path | None:
+                               inception_input: str = "pytorch-fid", max_images: int | None = None) -> Path | None:
     """pytorch-fid-compatible mu/sigma of a folder, .npz or dataset split, with a provenance sidecar; the
     Inception input mode goes into the npz (array ``inception_input``) and the sidecar.
 
@@ -218,7 +218,7 @@ def write_reference_statistics(source: str, out: str, *, inception_weights: str 
     """
     check_input_mode(inception_input)
     dev = distributed.setup(device)
-    images, desc = resolve_images(source, data_root=data_root)
+    images, desc = resolve_images(source, data_root=data_root, max_images=max_images)
     net = distributed.main_first(lambda: InceptionFeatures(inception_weights, device=dev, progress=progress,
                                                            input_mode=inception_input))
     dims = () if fid_dims == 2048 else (fid_dims,)

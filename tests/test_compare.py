@@ -208,6 +208,9 @@ def test_inception_metrics_along_training_with_one_reference_pass(tmp_path, monk
     records = [r for r in read_records(out / "records") if r["kind"] == "quality"]
     assert sorted(r["compare"]["step"] for r in records) == [2, 4]
     assert all(r["reference"] == str(out / "reference_stats.npz") for r in records)
+    from ganbench.metrics.fid import load_statistics
+
+    assert load_statistics(out / "reference_stats.npz")[2]["count"] == 32  # the SPEC's max_images, not the split
     row = table(out)[0]
     fid = [r["results"]["fid"] for r in records if r["compare"]["step"] == 4][0]
     assert row["FID"] == f"{fid:.1f} ± 0.0" and row["IS"].endswith("± 0.00")
