@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.svm import LinearSVC
 
-import ganbench.probe.l2svm as l2svm
+import ganbench.probe.primal as primal
 from ganbench.errors import ConfigError
 from ganbench.probe import L2SVM, fit_path, gram_matrix, squared_hinge_objective
 
@@ -79,7 +79,7 @@ def test_matches_liblinear(kind, solver):
 def test_primal_conjugate_gradient_path(kind, monkeypatch):
     # With d + 1 > the preconditioner's rank the primal runs its Newton-CG passes over X (with the rank at its
     # default, d = 60 is solved inside the subspace start alone).
-    monkeypatch.setattr(l2svm, "PRECONDITIONER_RANK", 8)
+    monkeypatch.setattr(primal, "PRECONDITIONER_RANK", 8)
     X, y, Xt, yt = problem(kind)
     ref = reference(kind)
     ours = L2SVM(C=C_REF, solver="primal").fit(X, y)
@@ -126,7 +126,7 @@ def test_float16_memmap_and_chunking(tmp_path):
 
 @pytest.mark.parametrize("solver", ["primal", "dual"])
 def test_warm_started_path_equals_cold_fits(solver, monkeypatch):
-    monkeypatch.setattr(l2svm, "PRECONDITIONER_RANK", 8)  # warm starts pay off in the Newton-CG path
+    monkeypatch.setattr(primal, "PRECONDITIONER_RANK", 8)  # warm starts pay off in the Newton-CG path
     X, y, _, _ = problem("overlapping")
     Cs = [0.5, 0.01, 0.05, 0.2]  # not sorted: models come back in this order
     path = fit_path(X, y, Cs, backend="torch", device="cpu", solver=solver, tol=1e-7)

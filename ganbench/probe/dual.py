@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from ganbench.probe.newton import _fused_pass, _line_search, _Result
+from ganbench.probe.problem import _Problem
 from ganbench.probe.rows import _Rows
-
-if TYPE_CHECKING:
-    from ganbench.probe.l2svm import _Problem
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +91,7 @@ def _dual_newton(
     prob: _Problem, C: float, S0: torch.Tensor | None, max_iter: int
 ) -> tuple[_Result, torch.Tensor]:
     """Chapelle's primal Newton in the span of the data; returns the result and the margins K~ beta."""
-    gram = prob.gram()
+    gram = problem_gram(prob)
     n, K, dev = prob.n, prob.K, prob.device
     Y = prob.Y64
     S = torch.ones(n, K, dtype=torch.bool, device=dev) if S0 is None else S0.clone()
@@ -137,3 +134,10 @@ def _dual_newton(
     beta = B.to(prob.dtype)
     W, _ = _fused_pass(prob, None, lambda a, b, z: beta[a:b])
     return _Result(W, B.sum(0), obj, n_iter, converged), Z
+
+
+def problem_gram(prob: _Problem) -> _Gram:
+    """The problem's centred Gram matrix, computed once per problem (a C path reuses it)."""
+    if prob.gram is None:
+        prob.gram = _centered_gram(prob.rows, prob.m64)
+    return prob.gram

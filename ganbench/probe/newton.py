@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from ganbench.probe.l2svm import _Problem
+    from ganbench.probe.problem import _Problem
 
 
 def _line_search(

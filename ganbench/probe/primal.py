@@ -7,16 +7,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ganbench.probe.newton import _fused_pass, _line_search, _Result
+from ganbench.probe.problem import _Problem
 from ganbench.probe.rows import _from_numpy
 
-if TYPE_CHECKING:
-    from ganbench.probe.l2svm import _Problem
+PRECONDITIONER_RANK = 512  # dimension of the subspace on which the primal's CG is preconditioned exactly
+SUBSPACE_BYTES = 2**30  # at most this much for X~ U^T (n x rank in the compute dtype): the rank shrinks
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _primal_newton(
         V[:, :d] = W0.to(dt)
         V[:, d] = b0.to(dt)
     else:
-        start, n_iter = _subspace_start(prob.subspace(), Y64, C, tol)
+        start, n_iter = _subspace_start(problem_subspace(prob), Y64, C, tol)
         V[:] = start.to(dt)
     objective = torch.zeros(K, dtype=f64, device=dev)
     gfirst = torch.zeros(K, dtype=f64, device=dev)
@@ -221,7 +221,7 @@ def _primal_newton(
         # no further than the stopping rule needs.
         eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=0.1)
         target = torch.maximum((eta * gnorm) ** 2, 0.2 * tol * fk)
-        precond = _Preconditioner(prob.subspace(), act, C)
+        precond = _Preconditioner(problem_subspace(prob), act, C)
         P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond)
         P64, Q64 = P.double(), Q.double()
         gap = 0.5 * (-(G * P64).sum(1) + rr)
@@ -292,3 +292,12 @@ def _conjugate_gradient(
         rz[live] = rz_new
         D[live] = Zl + beta[:, None] * Dl
     return P, Q, rr
+
+
+def problem_subspace(prob: _Problem) -> _Subspace:
+    """The problem's preconditioning subspace, built once per problem (a C path reuses it)."""
+    if prob.subspace is None:
+        itemsize = torch.empty((), dtype=prob.dtype).element_size()
+        rank = min(PRECONDITIONER_RANK, max(16, SUBSPACE_BYTES // (prob.n * itemsize)))
+        prob.subspace = _build_subspace(prob, rank)
+    return prob.subspace
