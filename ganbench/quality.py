@@ -13,9 +13,9 @@ import torch
 
 from ganbench import distributed
 from ganbench.checkpoint import build_from_checkpoint, file_sha256, load_checkpoint, training_provenance
-from ganbench.choices import FID_DIMS, QUALITY_METRICS
+from ganbench.choices import FID_DIMS
 from ganbench.errors import ConfigError
-from ganbench.metrics.compute import compute_all
+from ganbench.metrics.compute import check_metrics, compute_all
 from ganbench.metrics.fid import check_same_input_mode, feature_statistics, load_statistics, save_statistics
 from ganbench.metrics.inception import (
     INPUT_MODES,
@@ -125,10 +125,7 @@ def evaluate_quality(
         raise ConfigError("give a generator checkpoint or a folder of samples (exactly one)")
     if fid_dims not in FID_DIMS:
         raise ConfigError(f"--fid-dims must be one of {', '.join(map(str, FID_DIMS))}, got {fid_dims}")
-    unknown = [m for m in metrics if m not in QUALITY_METRICS]
-    if unknown or not metrics:
-        raise ConfigError(f"unknown --metrics {','.join(unknown) or '(none)'}; choose from "
-                          f"{','.join(QUALITY_METRICS)}")
+    check_metrics(metrics)  # before any generation or Inception pass, not after them in compute_all
     # checked before any generation or Inception pass: readable, this --fid-dims, this input mode
     real_stats = _reference_statistics(ref, metrics, inception_input)
     if real_stats is not None and int(real_stats[0].shape[0]) != fid_dims:

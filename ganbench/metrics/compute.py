@@ -30,6 +30,15 @@ def _split(feats: Any, side: str) -> tuple[np.ndarray | None, np.ndarray | None]
     return feats, None
 
 
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    """The metric names in lower case; unknown names (or none at all) are one error naming them."""
+    wanted = [m.lower() for m in metrics]
+    unknown = sorted(set(wanted) - set(METRICS))
+    if unknown or not wanted:
+        raise MetricInputError(f"unknown metric(s) {unknown or '(none)'}; choose from {list(METRICS)}")
+    return wanted
+
+
 def compute_all(
     real_feats: Any,
     fake_feats: Any,
@@ -58,10 +67,7 @@ def compute_all(
     ``sampling``: how IS splits and KID subsets are drawn from their seeds, ``ganbench`` or
     ``torch-fidelity`` (its RandomState convention; see the metrics' modules).
     """
-    wanted = [m.lower() for m in metrics]
-    unknown = sorted(set(wanted) - set(METRICS))
-    if unknown:
-        raise MetricInputError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
+    wanted = check_metrics(metrics)
     real, _ = _split(real_feats, "real")
     fake, fake_logits = _split(fake_feats, "fake")
     if fake is None and fake_logits is None:

@@ -134,10 +134,8 @@ def check_out_path(out: Path) -> None:
 
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run unless asked; --resume needs checkpoints/last.pt. The lock file is not
-    part of the run: it neither makes the folder count as used nor is deleted by --overwrite (its holder is us)."""
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; give one")
-    check_out_path(out)
+    part of the run: it neither makes the folder count as used nor is deleted by --overwrite (its holder is us).
+    Runs inside hold_run_dir, which has checked the path; train() has refused --resume with --overwrite."""
     exists = out.exists() and any(p.name != LOCK_NAME for p in out.iterdir())
     if resume:
         if not (out / "checkpoints" / "last.pt").is_file():
@@ -166,16 +164,13 @@ def hold_run_dir(out: Path, resume: bool) -> Iterator[None]:
     if resume and not out.is_dir():
         raise RunDirError(f"cannot resume: {out / 'checkpoints' / 'last.pt'} does not exist; start a new run")
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = exclusive_lock(out / LOCK_NAME, wait=False)
-        lock.__enter__()
-    except LockBusy:
-        raise RunDirError(f"{out} is in use by another `ganbench train` (it holds {out / LOCK_NAME}); wait for that "
-                          f"run to finish or choose another --out") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(out / LOCK_NAME, wait=False))
+        except LockBusy:
+            raise RunDirError(f"{out} is in use by another `ganbench train` (it holds {out / LOCK_NAME}); wait for "
+                              f"that run to finish or choose another --out") from None
         yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def trim_metrics(path: Path, step: int) -> None:
