@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,10 @@ def evaluate_representation(
     stats = None
     calibration = None
     if bn_stats == "train-batches":
-        calib_images = np.asarray(train.images[np.sort(calib_global)])
-        stats = train_batch_statistics(disc, calib_images, 128, dev, progress=progress)
+        # computed at most once, and only when the features are not cached (the other protocol of
+        # `--protocol both` finds them cached: same images, split and calibration)
+        stats = functools.cache(lambda: train_batch_statistics(
+            disc, np.asarray(train.images[np.sort(calib_global)]), 128, dev, progress=progress))
         calibration = (f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:"
                        f"{seed}:{len(calib_rows)}")
     spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration)

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from ganbench.choices import FEATURE_DTYPES as FEATURE_DTYPE_NAMES
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
 from ganbench.files import atomic_path, atomic_write
-from ganbench.models.base import Discriminator, batchnorms, frozen_batchnorm, to_signed_unit
+from ganbench.models.base import Discriminator, batchnorms, channels_last_on_cpu, frozen_batchnorm, to_signed_unit
 from ganbench.progress import progress_bar
 
 BN_MODES = BN_STATS
@@ -66,14 +67,14 @@ def pool_maps(maps: list[torch.Tensor], grid: int = 4) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-def _to_input(images: np.ndarray, channels: int, device: torch.device) -> torch.Tensor:
+def _to_input(images: np.ndarray, channels: int, device: torch.device, nhwc: bool = False) -> torch.Tensor:
     x = to_signed_unit(torch.from_numpy(np.array(images)).to(device))
     if x.shape[1] != channels:
         if x.shape[1] == 1:
             x = x.repeat(1, channels, 1, 1)
         else:
             raise ConfigError(f"images have {x.shape[1]} channels, the discriminator expects {channels}")
-    return x
+    return x.contiguous(memory_format=torch.channels_last) if nhwc else x
 
 
 @torch.no_grad()
@@ -109,6 +110,7 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
         hooks.append(bn.register_forward_pre_hook(make_hook(i)))
     try:
         stack.enter_context(frozen_batchnorm(disc, train=True))  # batch statistics, as the authors' Theano graph
+        nhwc = stack.enter_context(channels_last_on_cpu(disc, torch.device(device)))
         n_batches = 0
         lo, hi = distributed.shard(len(images), batch_size) if sharded else (0, len(images))
         for start in _progress(range(lo, hi, batch_size), progress, "BN statistics", batch_size, hi - lo):
@@ -116,7 +118,7 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
             if len(chunk) < 2:
                 continue  # a batch of one has no variance; the authors' loop never produced one
             per_batch.append([])
-            disc.feature_maps(_to_input(chunk, disc.channels, torch.device(device)))
+            disc.feature_maps(_to_input(chunk, disc.channels, torch.device(device), nhwc))
             n_batches += 1
     finally:
         stack.close()
@@ -170,13 +172,16 @@ def feature_dim(disc: Discriminator, layers: list[int], grid: int = 4) -> int:
 
 @torch.no_grad()
 def extract_features(
-    disc: Discriminator, store: ImageStore, spec: FeatureSpec, *, bn_stats_values: list | None = None,
+    disc: Discriminator, store: ImageStore, spec: FeatureSpec, *,
+    bn_stats_values: list | Callable[[], list] | None = None,
     batch_size: int = 256, device: str | torch.device = "cpu", out: str | os.PathLike | None = None,
     progress: bool = True, use_cache: bool = True,
 ) -> np.ndarray:
     """Features of every image of store as an (N, dim) array, reused from or written to the on-disk cache.
 
-    bn_stats_values: the (mean, var) pairs for bn_stats="train-batches" (see train_batch_statistics).
+    bn_stats_values: the (mean, var) pairs for bn_stats="train-batches" (see train_batch_statistics), or a function
+        returning them, called only when the features are not already cached (the statistics cost a forward pass
+        over the training images).
     out: write the matrix to this .npy path instead of the cache.
 
     Under torchrun the batches are shared out among the ranks (each rank the very batches one process would run)
@@ -202,6 +207,8 @@ def extract_features(
     distributed.on_main(lambda: path.parent.mkdir(parents=True, exist_ok=True))
 
     if spec.bn_stats == "train-batches" and batchnorms(disc):
+        if callable(bn_stats_values):
+            bn_stats_values = bn_stats_values()
         if bn_stats_values is None:
             raise ConfigError("bn_stats='train-batches' needs statistics from train_batch_statistics")
         set_bn_statistics(disc, bn_stats_values)
@@ -211,14 +218,14 @@ def extract_features(
         sidecar.unlink(missing_ok=True)  # the sidecar marks a finished matrix: gone until the new one is whole
     lo, hi = distributed.shard(n, batch_size)  # this rank's batches: (0, n) in a single process
     # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
-    with frozen_batchnorm(disc, train=spec.bn_stats == "batch"), \
+    with frozen_batchnorm(disc, train=spec.bn_stats == "batch"), channels_last_on_cpu(disc, device) as nhwc, \
             (atomic_path(path) if main else contextlib.nullcontext()) as tmp:
         matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim)) \
             if main else None
         rows = matrix if not distributed.active() else np.empty((hi - lo, dim), FEATURE_DTYPES[spec.dtype])
         wanted = set(spec.layers)
         for start in _progress(range(lo, hi, batch_size), progress and main, "features", batch_size, hi - lo):
-            x = _to_input(store.images[start:start + batch_size], disc.channels, device)
+            x = _to_input(store.images[start:start + batch_size], disc.channels, device, nhwc)
             maps = [m for i, m in enumerate(disc.feature_maps(x), 1) if i in wanted]
             rows[start - lo:start - lo + len(x)] = pool_maps(maps, spec.grid).float().cpu().numpy()
         if distributed.active():  # every rank's rows, in rank order, into rank 0's matrix

@@ -76,13 +76,15 @@ def test_matches_liblinear(kind, solver):
 
 
 @pytest.mark.parametrize("kind", ["separated", "overlapping"])
-def test_primal_conjugate_gradient_path(kind, monkeypatch):
+@pytest.mark.parametrize("hessian_dtype", ["float32", "bfloat16"])
+def test_primal_conjugate_gradient_path(kind, hessian_dtype, monkeypatch):
     # With d + 1 > the preconditioner's rank the primal runs its Newton-CG passes over X (with the rank at its
-    # default, d = 60 is solved inside the subspace start alone).
+    # default, d = 60 is solved inside the subspace start alone). The bfloat16 Hessian reaches the same optimum:
+    # only the CG's products are approximate, the gradient and the stopping test are exact.
     monkeypatch.setattr(primal, "PRECONDITIONER_RANK", 8)
     X, y, Xt, yt = problem(kind)
     ref = reference(kind)
-    ours = L2SVM(C=C_REF, solver="primal").fit(X, y)
+    ours = L2SVM(C=C_REF, solver="primal", hessian_dtype=hessian_dtype).fit(X, y)
     assert ours.n_passes_ > 3  # the subspace pass, gradients and Hessian-vector products
     f_ours, f_ref = objective(ours, X, y, C_REF), objective(ref, X, y, C_REF)
     assert np.all(f_ours <= f_ref * (1 + 1e-4)), (f_ours - f_ref) / f_ref
@@ -247,3 +249,28 @@ def test_errors_are_one_line_config_errors():
     _check_error(lambda: L2SVM().fit(X, y % 3, init=fitted), "classes")
     if not torch.cuda.is_available():
         _check_error(lambda: L2SVM(device="cuda").fit(X, y), "no CUDA")
+
+
+def test_bfloat16_hessian_on_the_active_rows_only(monkeypatch):
+    # at a large C most rows end up outside every class's active set: the CG then reads only the active ones
+    monkeypatch.setattr(primal, "PRECONDITIONER_RANK", 8)
+    X, y, _, _ = problem("separated")
+    seen = []
+    lowp_pass = primal._lowp_pass
+    monkeypatch.setattr(primal, "_lowp_pass", lambda prob, Xb, *a: seen.append(Xb.shape[0]) or lowp_pass(prob, Xb, *a))
+    exact = L2SVM(C=10.0, solver="primal", hessian_dtype="float32", tol=1e-8).fit(X, y)
+    fast = L2SVM(C=10.0, solver="primal", hessian_dtype="bfloat16", tol=1e-8).fit(X, y)
+    assert seen and min(seen) < 0.75 * len(y)
+    np.testing.assert_allclose(objective(fast, X, y, 10.0), objective(exact, X, y, 10.0), rtol=1e-6)
+
+
+def test_accuracies_of_many_models_in_one_pass():
+    from ganbench.probe.l2svm import accuracies
+
+    X, y, Xt, yt = problem("overlapping")
+    models = fit_path(X, y, [0.001, 0.05, 1.0]) + [L2SVM(C=0.05, solver="dual").fit(X[:200], y[:200])]
+    got = accuracies(models, Xt, yt)
+    assert got == pytest.approx([m.score(Xt, yt) for m in models], abs=1.5 / len(yt))
+    assert len(set(got)) > 1  # the models differ, and so do their scores
+    with pytest.raises(ConfigError, match="features"):
+        accuracies(models, Xt[:, :5], yt)

@@ -104,6 +104,27 @@ def test_extract_features_running_mode_equals_manual_and_is_cached(monkeypatch):
         extract_features(disc, store, spec, progress=False)
 
 
+def test_train_batch_statistics_are_computed_only_when_the_features_are_not_cached():
+    disc = small_disc()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    calls = []
+
+    def stats():
+        calls.append(1)
+        return train_batch_statistics(disc, np.asarray(store.images), 128)
+
+    spec = FeatureSpec("lazy", [2, 4], "train-batches", "float32", calibration="digits:all")
+    first = extract_features(disc, store, spec, bn_stats_values=stats, progress=False)
+    again = extract_features(disc, store, spec, bn_stats_values=stats, progress=False)
+    assert len(calls) == 1  # the second call found the cache: no forward pass over the training images
+    np.testing.assert_array_equal(first, again)
+    direct = extract_features(disc, store, spec, bn_stats_values=stats(), progress=False, use_cache=False,
+                              out=feat.cache_dir() / "direct.npy")
+    np.testing.assert_array_equal(first, direct)
+    # the channels_last layout used on the CPU is undone afterwards
+    assert all(p.is_contiguous() for p in disc.parameters())
+
+
 def test_float16_features_and_batch_mode_differ_from_running():
     disc = small_disc()
     store = load_images("digits", None, "all", image_size=32, progress=False)

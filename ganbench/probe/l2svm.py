@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = SVM_BACKENDS
 SOLVERS = ("auto", "primal", "dual")
+HESSIAN_DTYPES = ("auto", "bfloat16", "float32")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -86,6 +87,8 @@ def _check_params(est: L2SVM) -> None:
         raise ConfigError(f"solver must be one of {SOLVERS}, got {est.solver!r}")
     if est.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {est.dtype!r}")
+    if est.hessian_dtype not in HESSIAN_DTYPES:
+        raise ConfigError(f"hessian_dtype must be one of {HESSIAN_DTYPES}, got {est.hessian_dtype!r}")
     tol = est.tol
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 < tol < 1):
         raise ConfigError(f"tol must be a number in (0, 1), got {tol!r}")
@@ -163,6 +166,11 @@ class L2SVM(ClassifierMixin, BaseEstimator):
     dtype: compute dtype of the products with X ("float32" or "float64"); X itself may be float16/32/64.
     chunk_rows: rows of X converted at a time (default: about 256 MB of the compute dtype).
     warm_start: start the next fit from this model's solution (same classes and features).
+    hessian_dtype: torch primal: the precision of the conjugate-gradient Hessian-vector products. "bfloat16"
+        runs them on a resident bfloat16 copy of the centred X (native matrix units: about 4x faster per pass on
+        an AMX CPU), "float32" on X itself, "auto" picks bfloat16 on a CPU with native bfloat16 when the copy
+        fits in a third of the free memory. The gradient, objective and stopping test are always exact in
+        dtype, so the solution satisfies the same tolerance either way.
 
     decision_function always returns (n_samples, n_classes), one column per one-vs-rest classifier, also for
     two classes (then column 0 is the negation of column 1).
@@ -180,6 +188,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
         dtype: str = "float32",
         chunk_rows: int | None = None,
         warm_start: bool = False,
+        hessian_dtype: str = "auto",
     ) -> None:
         self.C = C
         self.backend = backend
@@ -190,6 +199,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.chunk_rows = chunk_rows
         self.warm_start = warm_start
+        self.hessian_dtype = hessian_dtype
 
     # -- fitting
 
@@ -234,7 +244,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
             W0 = b0 = None
             if warm is not None:
                 W0, b0 = warm.W, warm.b
-            res = _primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter))
+            res = _primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter), self.hessian_dtype)
         else:
             S0 = None
             if warm is not None:
@@ -321,6 +331,45 @@ class L2SVM(ClassifierMixin, BaseEstimator):
         """Class labels (from classes_) of the highest one-vs-rest score."""
         scores = self.decision_function(X)
         return self.classes_[np.argmax(scores, axis=1)]
+
+
+def accuracies(models: Sequence[L2SVM], X: Any, y: Any) -> list[float]:
+    """Accuracy on (X, y) of each fitted model, from one pass over X for all of them.
+
+    The same numbers as [m.score(X, y) for m in models] up to the summation order of the float32 products,
+    but X is read and converted once instead of once per model: on a C grid of a few-label protocol that is
+    hundreds of passes over the validation and test features saved.
+    """
+    if not models:
+        return []
+    X = _as_matrix(X)
+    y = np.asarray(y)
+    first = models[0]
+    for m in models:
+        if not hasattr(m, "coef_"):
+            raise ConfigError("every model must be fitted before scoring; call fit(X, y) first")
+        if m.coef_.shape[1] != X.shape[1]:
+            raise ConfigError(
+                f"X has {X.shape[1]} features but a model was fitted on {m.coef_.shape[1]}; pass features "
+                f"extracted the same way"
+            )
+    dev = _device(first.device) if first.backend == "torch" else torch.device("cpu")
+    dt = DTYPES.get(first.dtype, torch.float32)
+    sizes = [len(m.classes_) for m in models]
+    Wt = torch.as_tensor(np.concatenate([m.coef_ for m in models]), device=dev).to(dt).T
+    b = torch.as_tensor(np.concatenate([m.intercept_ for m in models]), device=dev).to(dt)
+    rows = _Rows(X, dev, dt, None)
+    correct = np.zeros(len(models), dtype=np.int64)
+    bounds = np.cumsum([0] + sizes)
+    for a, e, chunk in rows.chunks(center=False):
+        z = torch.addmm(b, chunk, Wt)
+        if not bool(torch.isfinite(z).all()):
+            raise _nonfinite_error(rows, a, e, chunk)
+        for j, m in enumerate(models):
+            pred = m.classes_[z[:, bounds[j] : bounds[j + 1]].argmax(1).cpu().numpy()]
+            correct[j] += int((pred == y[a:e]).sum())
+    rows.release()
+    return [float(c) / len(y) for c in correct]
 
 
 @dataclass

@@ -151,16 +151,21 @@ def _subspace_start(sub: _Subspace, Y: torch.Tensor, C: float, tol: float) -> tu
 
 
 def _primal_newton(
-    prob: _Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int
+    prob: _Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int,
+    hessian_dtype: str = "auto",
 ) -> _Result:
     """Modified finite Newton (Keerthi & DeCoste 2005) for all classes at once; see l2svm.py's docstring.
 
     A class stops when its relative suboptimality (f - f*) / f is certainly below tol: either from the
     gradient (f is 1-strongly convex, so f - f* <= ||g||^2 / 2) or from the Newton decrement of the step just
     taken (f - f* of the local quadratic is (p.Hp + r.H^-1 r) / 2 <= (-g.p + ||r||^2) / 2 for the CG iterate p
-    with residual r, since CG keeps p.r = 0 and H >= I).
+    with residual r, since CG keeps p.r = 0 and H >= I). The second needs the exact Hessian: with the bfloat16
+    one (problem_lowp) only the gradient test stops a class, and a step whose exact objective went up (the line
+    search ran on the CG's approximate X~ p) is retaken with the exact X~ p.
     """
     n, d, K, dt = prob.n, prob.d, prob.K, prob.dtype
+    lowp = problem_lowp(prob, hessian_dtype)
+    last = None  # with lowp: the previous step's (V, p, margins, targets) of the classes in todo
     dev = prob.device
     f64 = torch.float64
     Y, Y64 = prob.Y, prob.Y64
@@ -193,6 +198,16 @@ def _primal_newton(
         act = Yk64 * Z64 < 1
         R = torch.where(act, Z64 - Yk64, torch.zeros((), dtype=f64, device=dev))
         fk = 0.5 * _dot(Vk, Vk) + C * (R * R).sum(0)
+        if last is not None:
+            worse = fk > prev_obj[todo] + 1e-12 * fk.abs()
+            last_V, last_P, last_Z, last_Y = last
+            last = None
+            if bool(worse.any()):
+                Qx = prob.forward(last_P[worse], torch.float64)
+                t = _line_search(last_Z[:, worse], Qx, last_Y[:, worse], C, (last_V[worse] * last_P[worse]).sum(1),
+                                 (last_P[worse] ** 2).sum(1))
+                V[todo[worse]] = (last_V[worse] + t[:, None] * last_P[worse]).to(dt)
+                continue
         objective[todo] = fk
         G = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
         gnorm = G.norm(dim=1)
@@ -222,13 +237,16 @@ def _primal_newton(
         eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=0.1)
         target = torch.maximum((eta * gnorm) ** 2, 0.2 * tol * fk)
         precond = _Preconditioner(problem_subspace(prob), act, C)
-        P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond)
+        P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond, lowp)
         P64, Q64 = P.double(), Q.double()
         gap = 0.5 * (-(G * P64).sum(1) + rr)
         # exact line search along p; X~ p came out of the CG iterations, so the step needs no pass over X
         t = _line_search(Z64, Q64, Yk64, C, _dot(Vk, P), _dot(P, P))
         Vn = Vk.double() + t[:, None] * P64
         V[todo] = Vn.to(dt)
+        if lowp is not None:
+            last = (Vk.double(), P64, Z64, Yk64)
+            continue
         fin = gap <= tol * fk
         if bool(fin.any()):
             Zt = Z64 + t * Q64
@@ -248,14 +266,23 @@ def _conjugate_gradient(
     act: torch.Tensor,
     target: torch.Tensor,
     precond: _Preconditioner,
+    lowp: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Solve (I + 2C X~_A^T X~_A) p_k = -g_k for every class k at once, until ||r_k||^2 <= target_k.
 
     Preconditioned conjugate gradients. Returns p (k, d+1), X~ p (n, k) and ||r||^2 (k,) float64. Each
-    Hessian-vector product is one fused pass over X; classes that are done drop out of the pass.
+    Hessian-vector product is one fused pass over X; classes that are done drop out of the pass. With the
+    bfloat16 rows lowp (see problem_lowp) a product reads only the rows active for some class (the others
+    are zero in X~_A^T X~_A; at a large C most rows are inactive), and X~ p comes from one pass at the end.
     """
     n, dt, dev = prob.n, prob.dtype, prob.device
     k = G.shape[0]
+    rows_used, act_used = lowp, act
+    if lowp is not None:
+        union = act.any(1)
+        if int(union.sum()) < 0.75 * n:
+            idx = torch.nonzero(union).reshape(-1)
+            rows_used, act_used = lowp.index_select(0, idx), act.index_select(0, idx)
     everyone = torch.arange(k, device=dev)
     P = torch.zeros_like(G)
     Q = torch.zeros(n, k, dtype=dt, device=dev)
@@ -271,18 +298,22 @@ def _conjugate_gradient(
             break
         log.debug("  cg %d: %d classes left", step, live.numel())
         Dl = D[live]
-        actl = act[:, live]
-        T = torch.empty(n, live.numel(), dtype=dt, device=dev)
+        actl = act[:, live] if lowp is None else act_used[:, live]
+        T = torch.empty(n if lowp is None else rows_used.shape[0], live.numel(), dtype=dt, device=dev)
 
         def hv_weight(a: int, b: int, z: torch.Tensor, T=T, actl=actl) -> torch.Tensor:
             T[a:b] = z
             return z * actl[a:b]
 
-        Hw, Hb = _fused_pass(prob, Dl.to(dt), hv_weight)
+        if lowp is None:
+            Hw, Hb = _fused_pass(prob, Dl.to(dt), hv_weight)
+        else:
+            Hw, Hb = _lowp_pass(prob, rows_used, Dl, actl, T)
         HD = Dl + 2 * C * torch.cat([Hw, Hb[:, None]], 1)
         alpha = rz[live] / (Dl * HD).sum(1)
         P[live] += (alpha[:, None] * Dl).to(dt)
-        Q[:, live] += (T.double() * alpha[None, :]).to(dt)
+        if lowp is None:
+            Q[:, live] += (T.double() * alpha[None, :]).to(dt)
         Rl = R[live] - alpha[:, None] * HD
         R[live] = Rl
         rr[live] = (Rl * Rl).sum(1)
@@ -291,7 +322,72 @@ def _conjugate_gradient(
         beta = rz_new / rz[live]
         rz[live] = rz_new
         D[live] = Zl + beta[:, None] * Dl
+    if lowp is not None:
+        Q = _lowp_forward(prob, lowp, P)
     return P, Q, rr
+
+
+def fast_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products are native on this device (a CPU with AVX512-BF16 or AMX, any CUDA GPU)."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def problem_lowp(prob: _Problem, hessian_dtype: str) -> torch.Tensor | None:
+    """The centred rows X~ (n, d) in bfloat16, held in memory for the CG's Hessian-vector products, or None.
+
+    hessian_dtype "bfloat16" always builds it, "float32" never, "auto" on the CPU where bfloat16 products are
+    native and the copy takes under a third of the free memory. Only the Hessian is approximated with it: the
+    gradient, objective, margins and stopping test stay in the compute dtype, so the optimum is the one the exact
+    products define; an approximate Hessian only changes the path there (inexact Newton).
+    """
+    if hessian_dtype == "float32" or prob.dtype != torch.float32:
+        return None
+    if hessian_dtype == "auto":
+        if prob.device.type != "cpu" or not fast_bfloat16(prob.device):
+            return None
+        from ganbench.probe.l2svm import _available_bytes
+
+        if 2 * prob.n * prob.d > _available_bytes(prob.device) / 3:
+            return None
+    if prob.lowp is None:
+        Xb = torch.empty(prob.n, prob.d, dtype=torch.bfloat16, device=prob.device)
+        for a, b, chunk in prob.rows.chunks():
+            Xb[a:b] = chunk
+        prob.lowp = Xb
+    return prob.lowp
+
+
+def _lowp_pass(
+    prob: _Problem, Xb: torch.Tensor, D: torch.Tensor, act: torch.Tensor, T: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """X~^T (act * X~ d) for directions D (k, d+1) from the bfloat16 rows Xb: two native bfloat16 matrix products
+    (float32 accumulation, results rounded to bfloat16), the mean and intercept terms in float64. Writes X~ d
+    into T (n, k)."""
+    d = prob.d
+    prob.rows.passes += 1  # a pass over (a copy of) X
+    Dw = D[:, :d]
+    off = (Dw.double() @ prob.m64 + D[:, d].double()).float()
+    z = (Xb @ Dw.to(torch.bfloat16).T).float().add_(off)
+    T.copy_(z)
+    u = z.mul_(act)
+    ub = u.sum(0, dtype=torch.float64)
+    Hw = (u.to(torch.bfloat16).T @ Xb).double() + ub[:, None] * prob.m64[None, :]
+    return Hw, ub
+
+
+def _lowp_forward(prob: _Problem, Xb: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """X~ v (n, k) float32 for V (k, d+1) from the bfloat16 rows."""
+    prob.rows.passes += 1
+    d = prob.d
+    off = (V[:, :d].double() @ prob.m64 + V[:, d].double()).float()
+    return (Xb @ V[:, :d].to(torch.bfloat16).T).float().add_(off)
 
 
 def problem_subspace(prob: _Problem) -> _Subspace:

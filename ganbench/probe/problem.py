@@ -71,6 +71,7 @@ class _Problem:
         # subspace (primal.problem_subspace); kept here so a C path computes each once
         self.gram: Any = None
         self.subspace: Any = None
+        self.lowp: Any = None  # the primal's bfloat16 copy of the centred rows (primal.problem_lowp)
 
     def forward(self, V: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
         """(n, k) products X~ V^T for V (k, d+1) (last column: the intercept's weight), one pass over X."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from ganbench.choices import SVM_BACKENDS
 from ganbench.errors import ConfigError
-from ganbench.probe.l2svm import L2SVM, fit_path
+from ganbench.probe.l2svm import L2SVM, accuracies, fit_path
 
 SVHN_C_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # the authors' script
 DEFAULT_C_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -86,7 +86,7 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
     t0 = time.perf_counter()
     models = fit_path(_rows(X, pool), y[pool], list(settings.Cs), backend=settings.backend, device=settings.device)
     X_val, y_val = _rows(X, validation), y[validation]
-    val_acc = {repr(float(c)): _pct(m.score(X_val, y_val)) for c, m in zip(settings.Cs, models)}
+    val_acc = {repr(float(c)): _pct(a) for c, a in zip(settings.Cs, accuracies(models, X_val, y_val))}
     best = max(settings.Cs, key=lambda c: (val_acc[repr(float(c))], -c))
     t_select = time.perf_counter() - t0
     # the refit starts from the pool model at the chosen C: the same strongly convex objective on 25% more rows,
@@ -125,29 +125,33 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
     val_scores: dict[str, list[float]] = {repr(c): [] for c in Cs}
     test_by_c: dict[str, list[float]] = {repr(c): [] for c in Cs}
     if test_trials is None:
+        # every trial's path, then one pass over the validation and one over the test images for all of them
+        fitted = []
         for _t in range(trials):
             idx = class_balanced_sample(y, pool, per_class, rng)
-            models = fit_path(_rows(X, idx), y[idx], Cs, backend=settings.backend, device=settings.device)
-            for c, model in zip(Cs, models):
-                val_scores[repr(c)].append(_pct(model.score(X_val, y_val)))
-                test_by_c[repr(c)].append(_pct(model.score(X_test, y_test)))
+            fitted += fit_path(_rows(X, idx), y[idx], Cs, backend=settings.backend, device=settings.device)
+        for j, (a_val, a_test) in enumerate(zip(accuracies(fitted, X_val, y_val), accuracies(fitted, X_test, y_test))):
+            val_scores[repr(Cs[j % len(Cs)])].append(_pct(a_val))
+            test_by_c[repr(Cs[j % len(Cs)])].append(_pct(a_test))
     else:
+        fitted = []
         for c in Cs:  # the authors' loop order: all trials of one C, then the next C
             for _t in range(trials):
                 idx = class_balanced_sample(y, pool, per_class, rng)
-                model = L2SVM(C=c, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx])
-                val_scores[repr(c)].append(_pct(model.score(X_val, y_val)))
+                fitted.append(L2SVM(C=c, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx]))
+        for j, a_val in enumerate(accuracies(fitted, X_val, y_val)):
+            val_scores[repr(Cs[j // trials])].append(_pct(a_val))
     mean_val = {k: float(np.mean(v)) for k, v in val_scores.items()}
     best = max(Cs, key=lambda c: (mean_val[repr(c)], -c))
     t_select = time.perf_counter() - t0
     if test_trials is None:
         test_scores = test_by_c[repr(best)]
     else:
-        test_scores = []
+        fitted = []
         for _t in range(test_trials):
             idx = class_balanced_sample(y, pool, per_class, rng)
-            model = L2SVM(C=best, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx])
-            test_scores.append(_pct(model.score(X_test, y_test)))
+            fitted.append(L2SVM(C=best, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx]))
+        test_scores = [_pct(a) for a in accuracies(fitted, X_test, y_test)]
     scores = np.asarray(test_scores)
     key = "test_error" if report == "error" else "test_accuracy"
     if report == "error":
