@@ -181,11 +181,18 @@ def evaluate_representation(
     calib_global = calib_rows if tr_idx is None else tr_idx[calib_rows]
     stats = None
     calibration = None
+    stages: dict[str, float] = {}  # the part of "features" spent on BN statistics, when they were computed
     if bn_stats == "train-batches":
         # computed at most once, and only when the features are not cached (the other protocol of
         # `--protocol both` finds them cached: same images, split and calibration)
-        stats = functools.cache(lambda: train_batch_statistics(
-            disc, np.asarray(train.images[np.sort(calib_global)]), 128, dev, progress=progress))
+        def compute_stats():
+            t0 = time.perf_counter()
+            values = train_batch_statistics(disc, np.asarray(train.images[np.sort(calib_global)]), 128, dev,
+                                            progress=progress)
+            stages["bn_statistics"] = round(time.perf_counter() - t0, 2)
+            return values
+
+        stats = functools.cache(compute_stats)
         calibration = (f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:"
                        f"{seed}:{len(calib_rows)}")
     spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration)
@@ -238,7 +245,7 @@ def evaluate_representation(
         "versions": environment_versions(),
         "device": str(dev),
         "peak_rss_gib": _peak_rss_gib(),
-        "wall_time_s": {"data": round(t_data - t_start, 2), "features": round(t_feat - t_data, 2),
+        "wall_time_s": {"data": round(t_data - t_start, 2), "features": round(t_feat - t_data, 2), **stages,
                         **outcome["wall_time_s"], "total": round(t_end - t_start, 2)},
     }
 

@@ -274,3 +274,23 @@ def test_accuracies_of_many_models_in_one_pass():
     assert len(set(got)) > 1  # the models differ, and so do their scores
     with pytest.raises(ConfigError, match="features"):
         accuracies(models, Xt[:, :5], yt)
+
+
+def test_dual_conjugate_gradients_on_large_support_sets_match_the_direct_solves(monkeypatch):
+    # at a small C nearly every point is a support vector: the dual then solves its Newton systems by PCG with one
+    # inverse shared by the classes instead of one factorisation per class; the solutions are the same
+    import ganbench.probe.dual as dual
+
+    X, y, _, _ = problem("overlapping", n_train=400, d=900)
+    Cs = [1e-4, 1e-3, 1e-2]
+    used = []
+    pcg = dual._pcg_support
+    monkeypatch.setattr(dual, "_pcg_support", lambda *a: used.append(a[1].shape[1]) or pcg(*a))
+    monkeypatch.setattr(dual, "_PCG_MIN_ITER", 1)  # the cost model would pick factorisations at this small n
+    fast = fit_path(X, y, Cs, solver="dual")
+    assert used  # the PCG path ran
+    monkeypatch.setattr(dual, "_PCG_SHARE", 2.0)  # no class qualifies: factorisations only
+    direct = fit_path(X, y, Cs, solver="dual")
+    for C, a, b in zip(Cs, fast, direct):
+        np.testing.assert_allclose(objective(a, X, y, C), objective(b, X, y, C), rtol=1e-7)
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-4, atol=1e-5 * np.abs(b.coef_).max())

@@ -1,0 +1,257 @@
+"""The CIFAR-10 protocols' speed: what each stage of `ganbench eval cifar10 --protocol both` costs, before and after.
+
+    python benchmarks/bench_protocols.py --features 2048                   # conv layout A/B on the dcgan32 D
+    python benchmarks/bench_protocols.py --svm-features X.npy --svm-labels y.npy --C 1e-3
+                                                                           # Hessian precision A/B on one fit
+    python benchmarks/bench_protocols.py --before results/records/cifar10-full.jsonl \\
+        results/records/cifar10-400.jsonl --after runs/after.jsonl --label "authors' weights" \\
+        --out results/benchmarks/protocols.md                              # the per-stage table from records
+
+Sections (each optional, in this order):
+
+1. --features N: images/s of feature extraction (train-batch BN statistics, then the pooled features of all six
+   layers) of a randomly initialised dcgan32 D on N random 32x32 images, with the convolutions in the default
+   NCHW layout and in channels_last (what ganbench now uses on the CPU), interleaved over --repeats, with the
+   largest difference between the two feature matrices.
+2. --svm-features X.npy --svm-labels y.npy: one L2-SVM fit at --C on the first --svm-rows rows of a feature
+   matrix (a ganbench feature cache file), with the conjugate-gradient Hessian products in float32 (ganbench's
+   previous solver) and in bfloat16 (its default on a CPU with native bfloat16), in fresh processes: seconds,
+   passes over X, objective and training accuracy of each.
+3. --before / --after records: the wall time of each stage of each protocol (data, features, C selection,
+   refit or test), the total, the peak RSS, the chosen C and the test accuracy, before and after, matched by
+   protocol and feature dimension, with the ratio of the totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def fail(msg: str) -> None:
+    print(f"bench_protocols.py: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# --------------------------------------------------------------------------------------------------- features
+
+
+def bench_features(n: int, repeats: int) -> list[str]:
+    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
+    from ganbench.models import base
+    from ganbench.registry import get_variant
+
+    torch.manual_seed(0)
+    _, disc = get_variant("dcgan32").build()
+    images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+
+    class Store:  # the two attributes extract_features reads
+        def __init__(self, images):
+            self.images = images
+            self.meta = {"fingerprint": "bench", "source": "bench", "split": "train"}
+
+        def __len__(self):
+            return len(self.images)
+
+    store = Store(images)
+    spec = FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32")
+    original = base.channels_last_on_cpu
+
+    def nchw(net, device):  # the layout ganbench used before
+        import contextlib
+
+        return contextlib.nullcontext(False)
+
+    rates: dict[str, list[float]] = {"NCHW": [], "channels_last": []}
+    outputs = {}
+    import ganbench.features as feat
+
+    for _ in range(repeats):
+        for name, ctx in (("NCHW", nchw), ("channels_last", original)):
+            feat.channels_last_on_cpu = ctx
+            t = time.perf_counter()
+            stats = train_batch_statistics(disc, images, 128)
+            X = extract_features(disc, store, spec, bn_stats_values=stats, use_cache=False, progress=False,
+                                 out=Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-features-{name}.npy")
+            rates[name].append(2 * n / (time.perf_counter() - t))
+            outputs[name] = np.asarray(X)
+    feat.channels_last_on_cpu = original
+    diff = float(np.abs(outputs["NCHW"] - outputs["channels_last"]).max())
+    scale = float(np.abs(outputs["NCHW"]).max())
+    a, b = statistics.median(rates["NCHW"]), statistics.median(rates["channels_last"])
+    return [
+        "## Feature extraction: convolution layout",
+        "",
+        f"dcgan32 D (28,672 features), {n} random images, BN statistics pass plus extraction (2 forward passes per "
+        f"image), median of {repeats} interleaved repeats, {torch.get_num_threads()} threads.",
+        "",
+        "| layout | images/s |",
+        "|---|---:|",
+        f"| NCHW (before) | {a:.0f} |",
+        f"| channels_last (now, CPU) | {b:.0f} |",
+        "",
+        f"Ratio channels_last / NCHW: **{b / a:.2f}x**; largest feature difference {diff:.2e} "
+        f"(largest feature {scale:.3g}: float rounding).",
+        "",
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------- svm
+
+
+def svm_child(args: argparse.Namespace) -> None:
+    import resource
+
+    from ganbench.probe.l2svm import L2SVM, squared_hinge_objective
+
+    X = np.load(args.svm_features, mmap_mode="r")[: args.svm_rows]
+    y = np.load(args.svm_labels)[: args.svm_rows]
+    t = time.perf_counter()
+    m = L2SVM(C=args.C, hessian_dtype=args.hessian, solver="primal").fit(np.asarray(X), y)
+    fit = time.perf_counter() - t
+    obj = float(squared_hinge_objective(m.coef_, m.intercept_, np.asarray(X, dtype=np.float32), y, args.C).sum())
+    print(json.dumps({"fit_s": fit, "passes": m.n_passes_, "newton": m.n_iter_, "objective": obj,
+                      "train_acc": float(m.score(X, y)),
+                      "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+
+
+def bench_svm(args: argparse.Namespace) -> list[str]:
+    rows = {}
+    for hessian in ("float32", "bfloat16"):
+        cmd = [sys.executable, __file__, "--svm-child", "--svm-features", args.svm_features, "--svm-labels",
+               args.svm_labels, "--svm-rows", str(args.svm_rows), "--C", str(args.C), "--hessian", hessian]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            fail(f"the {hessian} fit failed: {out.stderr.strip().splitlines()[-1:]}")
+        rows[hessian] = json.loads(out.stdout.strip().splitlines()[-1])
+    a, b = rows["float32"], rows["bfloat16"]
+    X = np.load(args.svm_features, mmap_mode="r")
+    lines = [
+        "## One L2-SVM fit: precision of the CG's Hessian products",
+        "",
+        f"`{Path(args.svm_features).name}`: the first {min(args.svm_rows, X.shape[0])} rows x {X.shape[1]} "
+        f"features, C = {args.C}, cold start, primal solver, tol 1e-4, each in its own process.",
+        "",
+        "| Hessian products | fit s | passes over X | Newton steps | objective (sum over classes) | train acc |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in (("float32 (before)", a), ("bfloat16 (now, CPU)", b)):
+        lines.append(f"| {name} | {r['fit_s']:.1f} | {r['passes']} | {r['newton']} | {r['objective']:.8g} | "
+                     f"{r['train_acc']:.4f} |")
+    rel = abs(a["objective"] - b["objective"]) / abs(a["objective"])
+    lines += ["", f"Ratio float32 / bfloat16 fit time: **{a['fit_s'] / b['fit_s']:.2f}x**; objectives differ by "
+              f"{rel:.1e} relative (the tolerance is 1e-4).", ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------- records
+
+
+def _records(paths: list[str]) -> list[dict]:
+    out = []
+    for p in paths:
+        for line in Path(p).read_text().splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+    return out
+
+
+def _key(r: dict) -> tuple:
+    return r["protocol"], r["features"]["dim"], r.get("checkpoint", {}) and r["checkpoint"].get("sha256")
+
+
+def bench_records(before: list[str], after: list[str], label: str | None) -> list[str]:
+    old = {_key(r): r for r in _records(before)}
+    new = [r for r in _records(after)]
+    if not new:
+        fail("--after holds no records")
+    lines = [
+        f"## `eval cifar10 --protocol both`{': ' + label if label else ''}",
+        "",
+        "Wall time per stage in seconds, from the records' `wall_time_s` (data: loading the image stores; "
+        "features: train-batch BN statistics and extraction; select_C: fits on the C grid and validation; "
+        "refit/test: the final model and its test score).",
+        "",
+        "| protocol | features | run | data | features | select_C | refit/test | total | peak RSS GiB | chosen C | "
+        "test accuracy |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    totals = {"before": 0.0, "after": 0.0}
+    for r in new:
+        o = old.get(_key(r))
+        for name, rec in (("before", o), ("after", r)):
+            if rec is None:
+                continue
+            w = rec["wall_time_s"]
+            last = w.get("refit_and_test", w.get("test", 0.0))
+            acc = rec["results"].get("test_accuracy_mean", rec["results"].get("test_error_mean"))
+            rss = rec.get("peak_rss_gib")
+            lines.append(
+                f"| {rec['protocol']} | {rec['features']['dim']:,} | {name} | {w.get('data', 0):.0f} | "
+                f"{w.get('features', 0):.0f} | {w.get('select_C', 0):.0f} | {last:.0f} | {w['total']:.0f} | "
+                f"{'-' if rss is None else f'{rss:.2f}'} | {rec['svm']['chosen_C']:g} | {acc:.2f} |")
+            if o is not None:
+                totals[name] += w["total"]
+    if totals["before"]:
+        lines += ["", f"Both protocols: {totals['before'] / 60:.1f} min before, {totals['after'] / 60:.1f} min "
+                  f"after: **{totals['before'] / totals['after']:.2f}x** faster.", ""]
+    return lines
+
+
+# -------------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--features", type=int, default=0, help="images for the convolution-layout A/B (0: skip)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--svm-features", help="a feature matrix .npy (float16 cache file) for the Hessian A/B")
+    p.add_argument("--svm-labels", help="its labels .npy")
+    p.add_argument("--svm-rows", type=int, default=40000)
+    p.add_argument("--C", type=float, default=1e-3)
+    p.add_argument("--before", nargs="*", default=[], help="JSONL records of the previous runs")
+    p.add_argument("--after", nargs="*", default=[], help="JSONL records of the new runs")
+    p.add_argument("--label", help="what the records are of (a heading)")
+    p.add_argument("--out", help="also write the Markdown to this file")
+    p.add_argument("--svm-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--hessian", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.svm_child:
+        svm_child(args)
+        return
+    if bool(args.svm_features) != bool(args.svm_labels):
+        fail("--svm-features and --svm-labels go together")
+    for f in [args.svm_features, args.svm_labels, *args.before, *args.after]:
+        if f and not Path(f).is_file():
+            fail(f"{f} does not exist")
+    if args.features < 0 or args.repeats < 1 or args.svm_rows < 2 or not args.C > 0:
+        fail("--features >= 0, --repeats >= 1, --svm-rows >= 2 and --C > 0, please")
+    cpu = platform.processor() or platform.machine()
+    lines = ["# CIFAR-10 protocols: time per stage", "",
+             f"Command: `python benchmarks/bench_protocols.py {' '.join(sys.argv[1:])}`", "",
+             f"Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}.", ""]
+    if args.features:
+        lines += bench_features(args.features, args.repeats)
+    if args.svm_features:
+        lines += bench_svm(args)
+    if args.after:
+        lines += bench_records(args.before, args.after, args.label)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
