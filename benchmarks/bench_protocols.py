@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -179,12 +180,13 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
         f"## `eval cifar10 --protocol both`{': ' + label if label else ''}",
         "",
         "Wall time per stage in seconds, from the records' `wall_time_s` (data: loading the image stores; "
-        "features: train-batch BN statistics and extraction; select_C: fits on the C grid and validation; "
-        "refit/test: the final model and its test score).",
+        "features: train-batch BN statistics (also shown alone where the record has them) and extraction, or "
+        "reading the cache; select_C: fits on the C grid and validation; refit/test: the final model and its test "
+        "score). Test accuracy in percent, to the record's precision.",
         "",
-        "| protocol | features | run | data | features | select_C | refit/test | total | peak RSS GiB | chosen C | "
-        "test accuracy |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| protocol | features | run | data | BN stats | features | select_C | refit/test | total | peak RSS GiB | "
+        "chosen C | test accuracy |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     totals = {"before": 0.0, "after": 0.0}
     for r in new:
@@ -196,10 +198,12 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
             last = w.get("refit_and_test", w.get("test", 0.0))
             acc = rec["results"].get("test_accuracy_mean", rec["results"].get("test_error_mean"))
             rss = rec.get("peak_rss_gib")
+            bn = w.get("bn_statistics")
             lines.append(
                 f"| {rec['protocol']} | {rec['features']['dim']:,} | {name} | {w.get('data', 0):.0f} | "
-                f"{w.get('features', 0):.0f} | {w.get('select_C', 0):.0f} | {last:.0f} | {w['total']:.0f} | "
-                f"{'-' if rss is None else f'{rss:.2f}'} | {rec['svm']['chosen_C']:g} | {acc:.2f} |")
+                f"{'-' if bn is None else f'{bn:.0f}'} | {w.get('features', 0):.0f} | {w.get('select_C', 0):.0f} | "
+                f"{last:.0f} | {w['total']:.0f} | {'-' if rss is None else f'{rss:.2f}'} | "
+                f"{rec['svm']['chosen_C']:g} | {acc:g} |")
             if o is not None:
                 totals[name] += w["total"]
     if totals["before"]:
@@ -238,7 +242,7 @@ def main() -> None:
         fail("--features >= 0, --repeats >= 1, --svm-rows >= 2 and --C > 0, please")
     cpu = platform.processor() or platform.machine()
     lines = ["# CIFAR-10 protocols: time per stage", "",
-             f"Command: `python benchmarks/bench_protocols.py {' '.join(sys.argv[1:])}`", "",
+             f"Command: `python benchmarks/bench_protocols.py {shlex.join(sys.argv[1:])}`", "",
              f"Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}.", ""]
     if args.features:
         lines += bench_features(args.features, args.repeats)

@@ -131,3 +131,40 @@ def test_benchmark_scripts_refuse_bad_input_in_one_line(tmp_path, script, args, 
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
+    """bench_protocols.py: the layout A/B on a few images, the Hessian A/B on a small feature matrix, and the
+    per-stage table from records, with the ratios it prints computed from its own numbers."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = (np.abs(rng.normal(size=(300, 96))) + rng.normal(size=(1, 96)) ** 2).astype(np.float16)
+    y = rng.integers(0, 4, 300)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+
+    def record(total, acc, features):
+        return {"protocol": "cifar10-full", "features": {"dim": 96}, "checkpoint": {"sha256": "s"},
+                "wall_time_s": {"data": 1.0, "features": features, "select_C": total - features - 2,
+                                "refit_and_test": 1.0, "total": total},
+                "peak_rss_gib": 1.5, "svm": {"chosen_C": 1e-4}, "results": {"test_accuracy_mean": acc}}
+
+    (tmp_path / "before.jsonl").write_text(json.dumps(record(300.0, 75.98, 100.0)) + "\n")
+    (tmp_path / "after.jsonl").write_text(json.dumps(record(100.0, 75.98, 40.0)) + "\n")
+    out = run("bench_protocols.py", "--features", "64", "--repeats", "1", "--svm-features", "X.npy",
+              "--svm-labels", "y.npy", "--C", "0.1", "--before", "before.jsonl", "--after", "after.jsonl",
+              "--out", "protocols.md", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = (tmp_path / "protocols.md").read_text()
+    ratio = float(re.search(r"channels_last / NCHW: \*\*([0-9.]+)x", text).group(1))
+    rates = [float(v) for v in re.findall(r"\| (?:NCHW \(before\)|channels_last \(now, CPU\)) \| (\d+) \|", text)]
+    assert len(rates) == 2 and ratio == pytest.approx(rates[1] / rates[0], rel=0.02)
+    fit_row = r"\| (?:float32 \(before\)|bfloat16 \(now, CPU\)) \| [0-9.]+ \| \d+ \| \d+ \| ([0-9.e+-]+) \|"
+    fits = re.findall(fit_row, text)
+    assert len(fits) == 2 and float(fits[0]) == pytest.approx(float(fits[1]), rel=1e-4)  # the same optimum
+    assert "**3.00x** faster" in text and "| 75.98 |" in text
+    bad = run("bench_protocols.py", "--svm-features", "X.npy", tmp_path=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

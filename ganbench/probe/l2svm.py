@@ -40,7 +40,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -438,12 +438,14 @@ def fit_path(
     backend: str = "torch",
     device: str = "cpu",
     warm_start: bool = True,
+    on_fit: Callable[[L2SVM], None] | None = None,
     **params: Any,
 ) -> list[L2SVM]:
     """Fit one L2SVM per C (in the order of Cs), sharing the data passes, the Gram matrix and warm starts.
 
     The torch backend fits the Cs in increasing order, each starting from the previous solution (its support
-    set for the dual solver), and computes the dual's Gram matrix once. params: other L2SVM hyper-parameters.
+    set for the dual solver), and computes the dual's Gram matrix once. on_fit: called with each fitted model
+    (progress). params: other L2SVM hyper-parameters.
     """
     Cs = list(Cs) if not isinstance(Cs, (int, float)) else [Cs]
     if not Cs:
@@ -453,7 +455,11 @@ def fit_path(
     for m in models:
         _check_params(m)
     if backend == "sklearn":
-        return [m.fit(X, y) for m in models]
+        for m in models:
+            m.fit(X, y)
+            if on_fit is not None:
+                on_fit(m)
+        return models
     first = models[0]
     prob = _Problem(X, y, _device(device), DTYPES[first.dtype], first.chunk_rows)
     try:
@@ -461,6 +467,8 @@ def fit_path(
         for i in sorted(range(len(Cs)), key=lambda j: Cs[j]):
             m = models[i]
             Z = m._fit_problem(prob, warm)
+            if on_fit is not None:
+                on_fit(m)
             if warm_start:
                 W = torch.as_tensor(m.coef_, dtype=torch.float64, device=prob.device)
                 b = torch.as_tensor(m.intercept_, dtype=torch.float64, device=prob.device)

@@ -20,6 +20,7 @@ import numpy as np
 from ganbench.choices import SVM_BACKENDS
 from ganbench.errors import ConfigError
 from ganbench.probe.l2svm import L2SVM, accuracies, fit_path
+from ganbench.progress import progress_bar
 
 SVHN_C_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # the authors' script
 DEFAULT_C_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -84,7 +85,9 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
     """C by validation accuracy (fit on pool, score on validation), then refit on pool + validation, score test."""
     settings.validate()
     t0 = time.perf_counter()
-    models = fit_path(_rows(X, pool), y[pool], list(settings.Cs), backend=settings.backend, device=settings.device)
+    bar = progress_bar(len(settings.Cs) + 1, "L2-SVM fits", "fit", enabled=settings.progress)
+    models = fit_path(_rows(X, pool), y[pool], list(settings.Cs), backend=settings.backend, device=settings.device,
+                      on_fit=lambda m: bar.update())
     X_val, y_val = _rows(X, validation), y[validation]
     val_acc = {repr(float(c)): _pct(a) for c, a in zip(settings.Cs, accuracies(models, X_val, y_val))}
     best = max(settings.Cs, key=lambda c: (val_acc[repr(float(c))], -c))
@@ -93,6 +96,8 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
     # so it needs a few Newton steps instead of a cold start (the optimum itself does not depend on the start)
     chosen = models[list(settings.Cs).index(best)]
     final = L2SVM(C=best, backend=settings.backend, device=settings.device).fit(X, y, init=chosen)
+    bar.update()
+    bar.close()
     test_acc = _pct(final.score(X_test, y_test))
     return {
         "results": {"test_accuracy_mean": test_acc, "test_accuracy_std": 0.0, "test_accuracy_ci95": 0.0,
@@ -124,12 +129,14 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
     t0 = time.perf_counter()
     val_scores: dict[str, list[float]] = {repr(c): [] for c in Cs}
     test_by_c: dict[str, list[float]] = {repr(c): [] for c in Cs}
+    bar = progress_bar(trials * len(Cs) + (test_trials or 0), "L2-SVM fits", "fit", enabled=settings.progress)
     if test_trials is None:
         # every trial's path, then one pass over the validation and one over the test images for all of them
         fitted = []
         for _t in range(trials):
             idx = class_balanced_sample(y, pool, per_class, rng)
-            fitted += fit_path(_rows(X, idx), y[idx], Cs, backend=settings.backend, device=settings.device)
+            fitted += fit_path(_rows(X, idx), y[idx], Cs, backend=settings.backend, device=settings.device,
+                               on_fit=lambda m: bar.update())
         for j, (a_val, a_test) in enumerate(zip(accuracies(fitted, X_val, y_val), accuracies(fitted, X_test, y_test))):
             val_scores[repr(Cs[j % len(Cs)])].append(_pct(a_val))
             test_by_c[repr(Cs[j % len(Cs)])].append(_pct(a_test))
@@ -139,6 +146,7 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
             for _t in range(trials):
                 idx = class_balanced_sample(y, pool, per_class, rng)
                 fitted.append(L2SVM(C=c, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx]))
+                bar.update()
         for j, a_val in enumerate(accuracies(fitted, X_val, y_val)):
             val_scores[repr(Cs[j // trials])].append(_pct(a_val))
     mean_val = {k: float(np.mean(v)) for k, v in val_scores.items()}
@@ -151,7 +159,9 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
         for _t in range(test_trials):
             idx = class_balanced_sample(y, pool, per_class, rng)
             fitted.append(L2SVM(C=best, backend=settings.backend, device=settings.device).fit(_rows(X, idx), y[idx]))
+            bar.update()
         test_scores = [_pct(a) for a in accuracies(fitted, X_test, y_test)]
+    bar.close()
     scores = np.asarray(test_scores)
     key = "test_error" if report == "error" else "test_accuracy"
     if report == "error":
