@@ -121,8 +121,12 @@ def test_train_batch_statistics_are_computed_only_when_the_features_are_not_cach
     direct = extract_features(disc, store, spec, bn_stats_values=stats(), progress=False, use_cache=False,
                               out=feat.cache_dir() / "direct.npy")
     np.testing.assert_array_equal(first, direct)
-    # the channels_last layout used on the CPU is undone afterwards
+    # the channels_last layout used on the CPU is undone afterwards, and a net already in it is left in it
     assert all(p.is_contiguous() for p in disc.parameters())
+    disc.to(memory_format=torch.channels_last)
+    extract_features(disc, store, spec, bn_stats_values=stats(), progress=False, use_cache=False,
+                     out=feat.cache_dir() / "nhwc.npy")
+    assert disc.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_float16_features_and_batch_mode_differ_from_running():

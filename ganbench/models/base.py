@@ -194,11 +194,16 @@ def frozen_batchnorm(net: nn.Module, train: bool) -> Iterator[list[nn.modules.ba
 @contextlib.contextmanager
 def channels_last_on_cpu(net: nn.Module, device: torch.device) -> Iterator[bool]:
     """On the CPU, run net's 4-D weights in NHWC (channels_last) layout inside the block and restore the layout on
-    leaving; yields whether inputs should be made channels_last too. oneDNN's NHWC fp32 convolutions are about
-    1.4x faster on the CPU for the paper's discriminators (benchmarks/bench_protocols.py) with the same values up
-    to float rounding; on a GPU nothing changes."""
+    leaving; yields whether inputs should be made channels_last too. oneDNN's NHWC fp32 convolutions are 1.2-1.5x
+    faster on the CPU for the paper's discriminators (results/benchmarks/protocols.md) with the same values up to
+    float rounding; on a GPU nothing changes. A net already in channels_last (trained with --channels-last) is
+    left as it is."""
     if torch.device(device).type != "cpu":
         yield False
+        return
+    if any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+           for p in net.parameters()):
+        yield True
         return
     net.to(memory_format=torch.channels_last)
     try:

@@ -120,8 +120,8 @@ def _solve_support(
     """beta (n, len(cols)): beta_S = (K~_SS + I/(2C))^-1 y_S and 0 off S, for each class column in cols."""
     n = S.shape[0]
     B = torch.zeros(n, cols.numel(), dtype=torch.float64, device=S.device)
-    # Support sets holding most points (small C): conjugate gradients preconditioned by (K~ + I/(2C))^-1, whose
-    # factor all classes share; the restriction to S differs from the exact inverse by a term of rank n - |S|,
+    # Support sets holding most points (small C): conjugate gradients preconditioned by (K~ + I/(2C))^-1, which
+    # all classes share; the restriction to S differs from the exact inverse by a term of rank n - |S|,
     # so a few dozen iterations replace one |S|^3 factorisation per class
     sizes = S[:, cols].sum(0)
     big = torch.nonzero(sizes >= _PCG_SHARE * n).reshape(-1)
