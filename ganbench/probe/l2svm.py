@@ -241,10 +241,10 @@ class L2SVM(ClassifierMixin, BaseEstimator):
         passes0 = prob.rows.passes
         Z = None
         if solver == "primal":
-            W0 = b0 = None
+            W0 = b0 = trend = None
             if warm is not None:
-                W0, b0 = warm.W, warm.b
-            res = _primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter), self.hessian_dtype)
+                W0, b0, trend = warm.W, warm.b, warm.trend
+            res = _primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter), self.hessian_dtype, trend)
         else:
             S0 = None
             if warm is not None:
@@ -377,6 +377,9 @@ class _Warm:
     W: torch.Tensor  # (K, d) float64
     b: torch.Tensor  # (K,) float64
     Z: torch.Tensor | None = None  # (n, K) float64 margins on the training set, when known
+    # along a C path: (dW, db), how the solution moved from the C before to this one, scaled to the next step in
+    # log C; the primal solver starts from the best point of W + t dW (see primal._path_predictor)
+    trend: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def _warm_from_model(init: L2SVM | None, prob: _Problem) -> _Warm | None:
@@ -464,7 +467,8 @@ def fit_path(
     prob = _Problem(X, y, _device(device), DTYPES[first.dtype], first.chunk_rows)
     try:
         warm: _Warm | None = None
-        for i in sorted(range(len(Cs)), key=lambda j: Cs[j]):
+        order = sorted(range(len(Cs)), key=lambda j: Cs[j])
+        for pos, i in enumerate(order):
             m = models[i]
             Z = m._fit_problem(prob, warm)
             if on_fit is not None:
@@ -472,7 +476,12 @@ def fit_path(
             if warm_start:
                 W = torch.as_tensor(m.coef_, dtype=torch.float64, device=prob.device)
                 b = torch.as_tensor(m.intercept_, dtype=torch.float64, device=prob.device)
-                warm = _Warm(W, b, Z)
+                trend = None
+                if warm is not None and pos + 1 < len(order) and Cs[order[pos - 1]] < Cs[i]:
+                    # the next C continues the path: the step from the C before, scaled to the next step in log C
+                    scale = math.log(Cs[order[pos + 1]] / Cs[i]) / math.log(Cs[i] / Cs[order[pos - 1]])
+                    trend = (scale * (W - warm.W), scale * (b - warm.b))
+                warm = _Warm(W, b, Z, trend)
     finally:
         prob.rows.release()
     return models
