@@ -155,7 +155,8 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     (tmp_path / "before.jsonl").write_text(json.dumps(record(300.0, 75.98, 100.0)) + "\n")
     (tmp_path / "after.jsonl").write_text(json.dumps(record(100.0, 75.98, 40.0)) + "\n")
     out = run("bench_protocols.py", "--features", "64", "--repeats", "1", "--svm-features", "X.npy",
-              "--svm-labels", "y.npy", "--C", "0.1", "--before", "before.jsonl", "--after", "after.jsonl",
+              "--svm-labels", "y.npy", "--C", "0.1", "--path-features", "X.npy", "--path-labels", "y.npy",
+              "--path-Cs", "0.01,0.1,1", "--before", "before.jsonl", "--after", "after.jsonl",
               "--out", "protocols.md", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     text = (tmp_path / "protocols.md").read_text()
@@ -166,5 +167,10 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     fits = re.findall(fit_row, text)
     assert len(fits) == 2 and float(fits[0]) == pytest.approx(float(fits[1]), rel=1e-4)  # the same optimum
     assert "**3.00x** faster" in text and "| 75.98 |" in text
+    path_rows = re.findall(r"^\| (0\.01|0\.1|1) \| (.*) \|$", text, re.M)
+    assert [c for c, _ in path_rows] == ["0.01", "0.1", "1"]  # one row per C, three configurations each
+    assert all(len(cells.split(" | ")) == 3 for _, cells in path_rows)
+    agree = float(re.search(r"agree to ([0-9.e+-]+) relative", text).group(1))
+    assert agree <= 1e-4  # every configuration reaches the same optimum
     bad = run("bench_protocols.py", "--svm-features", "X.npy", tmp_path=tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
