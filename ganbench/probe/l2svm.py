@@ -447,7 +447,8 @@ def fit_path(
     """Fit one L2SVM per C (in the order of Cs), sharing the data passes, the Gram matrix and warm starts.
 
     The torch backend fits the Cs in increasing order, each starting from the previous solution (its support
-    set for the dual solver), and computes the dual's Gram matrix once. on_fit: called with each fitted model
+    set for the dual solver; for the primal, the best point on the line that extrapolates the path's last step in
+    log C, see primal._path_predictor), and computes the dual's Gram matrix once. on_fit: called with each fitted model
     (progress). params: other L2SVM hyper-parameters.
     """
     Cs = list(Cs) if not isinstance(Cs, (int, float)) else [Cs]
