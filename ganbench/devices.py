@@ -14,3 +14,15 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+def reference_cpu() -> bool:
+    """Whether this CPU is of the kind ganbench's bit-exact references were made on (Intel with AMX):
+    tests/data/objectives_reference.pt and results/compare/digits. Training on another CPU kind runs other kernels,
+    whose rounding Adam amplifies, so those references hold bit for bit only here."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return False
+    return "GenuineIntel" in info and "amx_bf16" in info

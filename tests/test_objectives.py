@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from ganbench.checkpoint import load_checkpoint
 from ganbench.cli import cli
 from ganbench.config import TrainConfig
+from ganbench.devices import reference_cpu
 from ganbench.errors import ConfigError, ModelError
 from ganbench.models.parts import MinibatchDiscrimination
 from ganbench.objectives.feature_matching import feature_matching_distance
@@ -43,15 +44,6 @@ def weights(run: Path) -> dict:
     return {"G": ckpt["G"], "D": ckpt["D"]}
 
 
-def _reference_cpu() -> bool:
-    """Whether this CPU is of the kind tests/data/objectives_reference.pt was made on (Intel, AMX)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "GenuineIntel" in info and "amx_bf16" in info
-
-
 @pytest.mark.parametrize("key", ["bce/simultaneous", "bce/alternating", "hinge/simultaneous", "lsgan/simultaneous"])
 def test_old_losses_give_bit_identical_weights_on_the_contract(tmp_path, key):
     """The weights the losses gave before the objective contract existed (tests/data/objectives_reference.pt, made
@@ -66,7 +58,7 @@ def test_old_losses_give_bit_identical_weights_on_the_contract(tmp_path, key):
     """
     reference = torch.load(HERE / "data" / "objectives_reference.pt", weights_only=True)[key]
     loss, schedule = key.split("/")
-    strict = _reference_cpu()
+    strict = reference_cpu()
     before = torch.get_num_threads()
     worst_by_threads = {}
     try:

@@ -178,6 +178,10 @@ def test_full_protocol_picks_C_on_validation_only():
     assert a["results"]["test_accuracy_mean"] > 90 and b["results"]["test_accuracy_mean"] < 50
     best = max(a["svm"]["validation_accuracy"].values())
     assert a["svm"]["validation_accuracy"][repr(a["svm"]["chosen_C"])] == best
+    # where the time went: every C of the grid, together within the selection's wall time
+    seconds = a["svm"]["fit_seconds"]
+    assert set(seconds) == {repr(c) for c in settings.Cs} and all(v >= 0 for v in seconds.values())
+    assert 0 < sum(seconds.values()) <= a["wall_time_s"]["select_C"] + 0.01
 
 
 def test_full_protocol_torch_refit_matches_a_cold_fit():
@@ -207,6 +211,11 @@ def test_per_class_protocol_statistics():
     err = per_class_protocol(X, y, Xt, yt, validation=val, pool=pool, per_class=5, trials=2, test_trials=4,
                              settings=settings, report="error")
     assert len(err["results"]["per_trial"]) == 4 and "test_error_ci95" in err["results"]
+    # the authors' SVHN loop: `trials` validation scores for every C, and the fitting time of each C
+    assert [len(v) for v in err["svm"]["validation_accuracy_per_trial"].values()] == [2, 2]
+    for rec in (out, err):
+        seconds = rec["svm"]["fit_seconds"]
+        assert set(seconds) == {"0.001", "0.1"} and sum(seconds.values()) <= rec["wall_time_s"]["select_C"] + 0.01
 
 
 def test_eval_digits_cli_writes_a_record_and_a_table_row(tmp_path):

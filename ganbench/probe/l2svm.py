@@ -478,8 +478,10 @@ def fit_path(
                 W = torch.as_tensor(m.coef_, dtype=torch.float64, device=prob.device)
                 b = torch.as_tensor(m.intercept_, dtype=torch.float64, device=prob.device)
                 trend = None
-                if warm is not None and pos + 1 < len(order) and Cs[order[pos - 1]] < Cs[i]:
+                if (warm is not None and m.solver_ == "primal" and pos + 1 < len(order)
+                        and Cs[order[pos - 1]] < Cs[i]):
                     # the next C continues the path: the step from the C before, scaled to the next step in log C
+                    # (the primal's predictor; the dual starts from the support set instead)
                     scale = math.log(Cs[order[pos + 1]] / Cs[i]) / math.log(Cs[i] / Cs[order[pos - 1]])
                     trend = (scale * (W - warm.W), scale * (b - warm.b))
                 warm = _Warm(W, b, Z, trend)

@@ -72,24 +72,19 @@ def _build_subspace(prob: _Problem, rank: int) -> _Subspace:
     m = prob.rows.center
     XU = torch.empty(n, U.shape[0], dtype=dt, device=dev)
     rest = torch.zeros(d + 1, dtype=torch.float64, device=dev)
-    lowp = prob.lowp
-    if lowp is not None:
+    if prob.lowp is not None:
         # both products (2 n d r flops, most of this function's time) from the bfloat16 copy: X~ U^T and the
         # energies only shape the preconditioner and the cold start, which need not be exact (the Newton steps
         # and their stopping test use the exact gradient), so bfloat16 costs no accuracy of the solution
-        Uw_b = Uw.to(torch.bfloat16)
-        for a in range(0, n, _LOWP_BLOCK):
-            block = lowp[a:a + _LOWP_BLOCK]
-            xu = (block @ Uw_b.T).to(dt).add_(off)
-            XU[a:a + _LOWP_BLOCK] = xu
-            resid = block.to(dt).add_(m).sub_(xu.to(torch.bfloat16) @ Uw_b)
-            rest[:d] += (resid * resid).sum(0).double()
-            rest[d] += ((1 - xu @ Ub) ** 2).sum().double()
-        return _Subspace(U, XU, rest)
-    for a, b, chunk in prob.rows.chunks():
-        xu = torch.addmm(off, chunk, Uw.T)
+        Ur = Uw.to(torch.bfloat16)
+        blocks = ((a, min(a + _LOWP_BLOCK, n), prob.lowp[a:a + _LOWP_BLOCK]) for a in range(0, n, _LOWP_BLOCK))
+    else:
+        Ur = Uw
+        blocks = prob.rows.chunks()
+    for a, b, block in blocks:
+        xu = (block @ Ur.T).to(dt).add_(off)
         XU[a:b] = xu
-        resid = torch.addmm(chunk + m, xu, Uw, alpha=-1)
+        resid = (block.to(dt) + m).sub_(xu.to(Ur.dtype) @ Ur)  # a new tensor: the chunk may be a view of X
         rest[:d] += (resid * resid).sum(0).double()
         rest[d] += ((1 - xu @ Ub) ** 2).sum().double()
     return _Subspace(U, XU, rest)
@@ -416,12 +411,14 @@ def _lowp_pass(
     off = (Dw.double() @ prob.m64 + D[:, d].double()).float()
     DwT = Dw.to(torch.bfloat16).T
     acc = torch.zeros(D.shape[0], d, dtype=torch.float32, device=Xb.device)
+    ub = torch.zeros(D.shape[0], dtype=torch.float64, device=Xb.device)
     for a in range(0, Xb.shape[0], _LOWP_BLOCK):
         block = Xb[a:a + _LOWP_BLOCK]
         z = (block @ DwT).float().add_(off)
         T[a:a + _LOWP_BLOCK] = z
-        acc += z.mul_(act[a:a + _LOWP_BLOCK]).to(torch.bfloat16).T @ block  # the block's sum, added in float32
-    ub = (T.double() * act).sum(0)
+        u = z.mul_(act[a:a + _LOWP_BLOCK])
+        ub += u.sum(0, dtype=torch.float64)
+        acc += u.to(torch.bfloat16).T @ block  # the block's sum, added in float32
     return acc.double() + ub[:, None] * prob.m64[None, :], ub
 
 
