@@ -261,14 +261,14 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
         "reading the cache; select_C: fits on the C grid and validation; refit/test: the final model and its test "
         "score). Test accuracy in percent, to the record's precision.",
         "",
-        "| protocol | features | run | data | BN stats | features | select_C | refit/test | total | peak RSS GiB | "
-        "chosen C | test accuracy |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| protocol | features | run | C grid | data | BN stats | features | select_C | refit/test | total | "
+        "peak RSS GiB | chosen C | test accuracy |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     totals = {"before": 0.0, "after": 0.0}
     for r in new:
         o = old.get(_key(r))
-        for name, rec in (("before", o), ("after", r)):
+        for name, rec in (("before", o), ("after" if old else "this run", r)):
             if rec is None:
                 continue
             w = rec["wall_time_s"]
@@ -277,7 +277,7 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
             rss = rec.get("peak_rss_gib")
             bn = w.get("bn_statistics")
             lines.append(
-                f"| {rec['protocol']} | {rec['features']['dim']:,} | {name} | {w.get('data', 0):.0f} | "
+                f"| {rec['protocol']} | {rec['features']['dim']:,} | {name} | {_grid(rec)} | {w.get('data', 0):.0f} | "
                 f"{'-' if bn is None else f'{bn:.0f}'} | {w.get('features', 0):.0f} | {w.get('select_C', 0):.0f} | "
                 f"{last:.0f} | {w['total']:.0f} | {'-' if rss is None else f'{rss:.2f}'} | "
                 f"{rec['svm']['chosen_C']:g} | {acc:g} |")
@@ -286,7 +286,31 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
     if totals["before"]:
         lines += ["", f"Both protocols: {totals['before'] / 60:.1f} min before, {totals['after'] / 60:.1f} min "
                   f"after: **{totals['before'] / totals['after']:.2f}x** faster.", ""]
-    return lines
+    return lines + _fit_seconds_table([r for r in new if "fit_seconds" in r["svm"]])
+
+
+def _grid(rec: dict) -> str:
+    grid = rec["svm"].get("C_grid")
+    return f"{min(grid):g}..{max(grid):g} ({len(grid)})" if grid else "-"
+
+
+def _fit_seconds_table(records: list[dict]) -> list[str]:
+    """Where C selection's time goes: the records' svm.fit_seconds (per C, summed over a protocol's trials; the
+    first C of a path also carries the problem's setup) next to the validation accuracy at that C."""
+    if not records:
+        return []
+    grid = sorted({float(c) for r in records for c in r["svm"]["fit_seconds"]})
+    lines = ["", "Fitting time per C in seconds (summed over trials; the smallest C of each path also carries the "
+             "problem's setup: centring, the bfloat16 copy and the preconditioner, or the Gram matrix), and the "
+             "validation accuracy at that C (mean over trials):", "",
+             "| protocol | features | C grid | " + " | ".join(f"{c:g}" for c in grid) + " | all |",
+             "|---|---:|---|" + "---:|" * (len(grid) + 1)]
+    for r in records:
+        secs, val = r["svm"]["fit_seconds"], r["svm"]["validation_accuracy"]
+        cells = [f"{secs[repr(c)]:.0f} ({val[repr(c)]:.2f})" if repr(c) in secs else "-" for c in grid]
+        lines.append(f"| {r['protocol']} | {r['features']['dim']:,} | {_grid(r)} | " + " | ".join(cells)
+                     + f" | {sum(secs.values()):.0f} |")
+    return lines + [""]
 
 
 # -------------------------------------------------------------------------------------------------------- main

@@ -153,7 +153,10 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
                 "peak_rss_gib": 1.5, "svm": {"chosen_C": 1e-4}, "results": {"test_accuracy_mean": acc}}
 
     (tmp_path / "before.jsonl").write_text(json.dumps(record(300.0, 75.98, 100.0)) + "\n")
-    (tmp_path / "after.jsonl").write_text(json.dumps(record(100.0, 75.98, 40.0)) + "\n")
+    after = record(100.0, 75.98, 40.0)
+    after["svm"].update(fit_seconds={"0.0001": 10.0, "0.001": 25.4}, C_grid=[1e-4, 1e-3],
+                        validation_accuracy={"0.0001": 75.5, "0.001": 74.25})
+    (tmp_path / "after.jsonl").write_text(json.dumps(after) + "\n")
     out = run("bench_protocols.py", "--features", "64", "--repeats", "1", "--svm-features", "X.npy",
               "--svm-labels", "y.npy", "--C", "0.1", "--path-features", "X.npy", "--path-labels", "y.npy",
               "--path-Cs", "0.01,0.1,1", "--before", "before.jsonl", "--after", "after.jsonl",
@@ -167,6 +170,7 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     fits = re.findall(fit_row, text)
     assert len(fits) == 2 and float(fits[0]) == pytest.approx(float(fits[1]), rel=1e-4)  # the same optimum
     assert "**3.00x** faster" in text and "| 75.98 |" in text
+    assert "| cifar10-full | 96 | 0.0001..0.001 (2) | 10 (75.50) | 25 (74.25) | 35 |" in text  # time per C
     path_rows = re.findall(r"^\| (0\.01|0\.1|1) \| (.*) \|$", text, re.M)
     assert [c for c, _ in path_rows] == ["0.01", "0.1", "1"]  # one row per C, three configurations each
     assert all(len(cells.split(" | ")) == 3 for _, cells in path_rows)
