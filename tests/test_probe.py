@@ -181,7 +181,7 @@ def test_full_protocol_picks_C_on_validation_only():
     # where the time went: every C of the grid, together within the selection's wall time
     seconds = a["svm"]["fit_seconds"]
     assert set(seconds) == {repr(c) for c in settings.Cs} and all(v >= 0 for v in seconds.values())
-    assert 0 < sum(seconds.values()) <= a["wall_time_s"]["select_C"] + 0.01
+    assert sum(seconds.values()) <= a["wall_time_s"]["select_C"] + 0.01  # rounded to 0.01 s: tiny fits may be 0
 
 
 def test_full_protocol_torch_refit_matches_a_cold_fit():
