@@ -110,11 +110,9 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
     settings.validate()
     t0 = time.perf_counter()
     bar = progress_bar(len(settings.Cs) + 1, "L2-SVM fits", "fit", enabled=settings.progress)
-    X_pool = _rows(X, pool)
     clock = _FitClock(bar)
-    models = fit_path(X_pool, y[pool], list(settings.Cs), backend=settings.backend, device=settings.device,
+    models = fit_path(_rows(X, pool), y[pool], list(settings.Cs), backend=settings.backend, device=settings.device,
                       on_fit=clock)
-    del X_pool
     X_val, y_val = _rows(X, validation), y[validation]
     val_acc = {repr(float(c)): _pct(a) for c, a in zip(settings.Cs, accuracies(models, X_val, y_val))}
     best = max(settings.Cs, key=lambda c: (val_acc[repr(float(c))], -c))
