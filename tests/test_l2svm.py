@@ -296,6 +296,43 @@ def test_dual_conjugate_gradients_on_large_support_sets_match_the_direct_solves(
         np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-4, atol=1e-5 * np.abs(b.coef_).max())
 
 
+def test_mixed_precision_factorisation_refines_to_float64_accuracy_or_declines():
+    # the dual's float32 Cholesky with float64 refinement: the same solution as a float64 solve where the
+    # condition bound allows it, None (a float64 factorisation instead) where it does not
+    import ganbench.probe.dual as dual
+
+    rng = np.random.default_rng(1)
+    X = rng.random((300, 2000)) * 2  # non-negative features with a large mean, as DCGAN's: a large top eigenvalue
+    K = torch.as_tensor(X @ X.T + 1.0)
+    rhs = torch.as_tensor(rng.choice([-1.0, 1.0], size=(300, 3)))
+    for mu, expect in ((5e4, True), (5e2, True), (0.5, False)):  # 1 / (2C) for C = 1e-5, 1e-3, 1
+        A = K.clone()
+        A.diagonal().add_(mu)
+        sol = dual._mixed_solve(A, rhs, mu)
+        assert (sol is not None) == expect, mu
+        if sol is not None:
+            exact = torch.linalg.solve(A, rhs)
+            assert float((A @ sol - rhs).norm() / rhs.norm()) <= dual._PCG_RTOL
+            np.testing.assert_allclose(sol.numpy(), exact.numpy(), rtol=1e-9, atol=1e-12 * float(exact.abs().max()))
+
+
+def test_dual_path_with_and_without_the_float32_factorisation(monkeypatch):
+    import ganbench.probe.dual as dual
+
+    X, y, _, _ = problem("overlapping", n_train=150, d=300)
+    Cs = [1e-4, 1e-2, 1.0]
+    calls = []
+    mixed = dual._mixed_solve
+    monkeypatch.setattr(dual, "_mixed_solve", lambda *a: calls.append(a[2]) or mixed(*a))
+    fast = fit_path(X, y, Cs, solver="dual")
+    assert calls  # it was tried
+    monkeypatch.setattr(dual, "_MIXED_CONDITION", 0.0)  # never: float64 factorisations only
+    exact = fit_path(X, y, Cs, solver="dual")
+    for C, a, b in zip(Cs, fast, exact):
+        np.testing.assert_allclose(objective(a, X, y, C), objective(b, X, y, C), rtol=1e-9)
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-5, atol=1e-6 * np.abs(b.coef_).max())
+
+
 def test_path_predictor_minimises_the_objective_on_the_extrapolated_ray():
     # along a C path the primal starts from the best point of V0 + t T (T: the path's last step); never worse than
     # the previous solution V0 (t = 0), and the exact minimiser of the new C's objective over t >= 0
