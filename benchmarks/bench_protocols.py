@@ -266,6 +266,7 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     totals = {"before": 0.0, "after": 0.0}
+    timed: list[tuple[str, dict]] = []  # (run, record) of the records that say where their fitting time went
     for r in new:
         o = old.get(_key(r))
         for name, rec in (("before", o), ("after" if old else "this run", r)):
@@ -283,10 +284,14 @@ def bench_records(before: list[str], after: list[str], label: str | None) -> lis
                 f"{rec['svm']['chosen_C']:g} | {acc:g} |")
             if o is not None:
                 totals[name] += w["total"]
+            if "fit_seconds" in rec["svm"]:
+                timed.append((name, rec))
     if totals["before"]:
-        lines += ["", f"Both protocols: {totals['before'] / 60:.1f} min before, {totals['after'] / 60:.1f} min "
+        matched = sorted({r["protocol"] for r in new if _key(r) in old})
+        what = "Both protocols" if len(matched) == 2 else ", ".join(matched)
+        lines += ["", f"{what}: {totals['before'] / 60:.1f} min before, {totals['after'] / 60:.1f} min "
                   f"after: **{totals['before'] / totals['after']:.2f}x** faster.", ""]
-    return lines + _fit_seconds_table([r for r in new if "fit_seconds" in r["svm"]])
+    return lines + _fit_seconds_table(timed)
 
 
 def _grid(rec: dict) -> str:
@@ -294,21 +299,22 @@ def _grid(rec: dict) -> str:
     return f"{min(grid):g}..{max(grid):g} ({len(grid)})" if grid else "-"
 
 
-def _fit_seconds_table(records: list[dict]) -> list[str]:
+def _fit_seconds_table(records: list[tuple[str, dict]]) -> list[str]:
     """Where C selection's time goes: the records' svm.fit_seconds (per C, summed over a protocol's trials; the
-    first C of a path also carries the problem's setup) next to the validation accuracy at that C."""
+    first C of a path also carries the problem's setup) next to the validation accuracy at that C, one row per
+    (run, record)."""
     if not records:
         return []
-    grid = sorted({float(c) for r in records for c in r["svm"]["fit_seconds"]})
+    grid = sorted({float(c) for _, r in records for c in r["svm"]["fit_seconds"]})
     lines = ["", "Fitting time per C in seconds (summed over trials; the smallest C of each path also carries the "
              "problem's setup: centring, the bfloat16 copy and the preconditioner, or the Gram matrix), and the "
              "validation accuracy at that C (mean over trials):", "",
-             "| protocol | features | C grid | " + " | ".join(f"{c:g}" for c in grid) + " | all |",
-             "|---|---:|---|" + "---:|" * (len(grid) + 1)]
-    for r in records:
+             "| protocol | features | run | C grid | " + " | ".join(f"{c:g}" for c in grid) + " | all |",
+             "|---|---:|---|---|" + "---:|" * (len(grid) + 1)]
+    for name, r in records:
         secs, val = r["svm"]["fit_seconds"], r["svm"]["validation_accuracy"]
         cells = [f"{secs[repr(c)]:.0f} ({val[repr(c)]:.2f})" if repr(c) in secs else "-" for c in grid]
-        lines.append(f"| {r['protocol']} | {r['features']['dim']:,} | {_grid(r)} | " + " | ".join(cells)
+        lines.append(f"| {r['protocol']} | {r['features']['dim']:,} | {name} | {_grid(r)} | " + " | ".join(cells)
                      + f" | {sum(secs.values()):.0f} |")
     return lines + [""]
 

@@ -169,8 +169,9 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     fit_row = r"\| (?:float32 \(before\)|bfloat16 \(now, CPU\)) \| [0-9.]+ \| \d+ \| \d+ \| ([0-9.e+-]+) \|"
     fits = re.findall(fit_row, text)
     assert len(fits) == 2 and float(fits[0]) == pytest.approx(float(fits[1]), rel=1e-4)  # the same optimum
-    assert "**3.00x** faster" in text and "| 75.98 |" in text
-    assert "| cifar10-full | 96 | 0.0001..0.001 (2) | 10 (75.50) | 25 (74.25) | 35 |" in text  # time per C
+    assert "cifar10-full: 5.0 min before, 1.7 min after: **3.00x** faster" in text and "| 75.98 |" in text
+    assert "| cifar10-full | 96 | after | 0.0001..0.001 (2) | 10 (75.50) | 25 (74.25) | 35 |" in text  # per C
+    assert "| cifar10-full | 96 | before |" not in text.split("Fitting time per C")[1]  # it has no fit_seconds
     path_rows = re.findall(r"^\| (0\.01|0\.1|1) \| (.*) \|$", text, re.M)
     assert [c for c, _ in path_rows] == ["0.01", "0.1", "1"]  # one row per C, three configurations each
     assert all(len(cells.split(" | ")) == 3 for _, cells in path_rows)
