@@ -23,6 +23,9 @@ Two backends share one scikit-learn style interface (:class:`L2SVM`):
     Hessian-vector product costs one pass over X: each chunk is multiplied by the K directions and back.
     CG is preconditioned exactly on a subspace of the top principal directions of X (from a row sample) and
     by a Jacobi diagonal on its complement, and the solution restricted to that subspace is the cold start.
+    With the bfloat16 Hessian products (the CPU default where they are native) each class runs its Newton steps
+    on its own clock: a pass carries the CG directions of every class still iterating, instead of a step waiting
+    for its slowest class (primal._lowp_newton).
   - ``"dual"`` (picked when n_samples < n_features): Newton's method in the span of the data (Chapelle 2007,
     "Training a support vector machine in the primal", Neural Computation 19): with w = sum_i beta_i x_i and
     Gram matrix K_ij = x_i . x_j + 1, each step solves (K_SS + I / (2C)) beta_S = y_S by Cholesky on the

@@ -170,12 +170,11 @@ def _primal_newton(
     gradient (f is 1-strongly convex, so f - f* <= ||g||^2 / 2) or from the Newton decrement of the step just
     taken (f - f* of the local quadratic is (p.Hp + r.H^-1 r) / 2 <= (-g.p + ||r||^2) / 2 for the CG iterate p
     with residual r, since CG keeps p.r = 0 and H >= I). The second needs the exact Hessian: with the bfloat16
-    one (problem_lowp) only the gradient test stops a class, and a step whose exact objective went up (the line
-    search ran on the CG's approximate X~ p) is retaken with the exact X~ p.
+    one (problem_lowp) the classes run on their own clocks in _lowp_newton, where only the gradient test stops a
+    class.
     """
     n, d, K, dt = prob.n, prob.d, prob.K, prob.dtype
     lowp = problem_lowp(prob, hessian_dtype)
-    last = None  # with lowp: the previous step's (V, p, margins, targets) of the classes in todo
     dev = prob.device
     f64 = torch.float64
     Y, Y64 = prob.Y, prob.Y64
@@ -190,6 +189,8 @@ def _primal_newton(
     else:
         start, n_iter = _subspace_start(problem_subspace(prob), Y64, C, tol)
         V[:] = start.to(dt)
+    if lowp is not None:
+        return _lowp_newton(prob, C, V, tol, max_iter, lowp, n_iter)
     objective = torch.zeros(K, dtype=f64, device=dev)
     gfirst = torch.zeros(K, dtype=f64, device=dev)
     prev_obj = torch.full((K,), math.inf, dtype=f64, device=dev)
@@ -211,16 +212,6 @@ def _primal_newton(
         act = Yk64 * Z64 < 1
         R = torch.where(act, Z64 - Yk64, torch.zeros((), dtype=f64, device=dev))
         fk = 0.5 * _dot(Vk, Vk) + C * (R * R).sum(0)
-        if last is not None:
-            worse = fk > prev_obj[todo] + 1e-12 * fk.abs()
-            last_V, last_P, last_Z, last_Y = last
-            last = None
-            if bool(worse.any()):
-                Qx = prob.forward(last_P[worse], torch.float64)
-                t = _line_search(last_Z[:, worse], Qx, last_Y[:, worse], C, (last_V[worse] * last_P[worse]).sum(1),
-                                 (last_P[worse] ** 2).sum(1))
-                V[todo[worse]] = (last_V[worse] + t[:, None] * last_P[worse]).to(dt)
-                continue
         objective[todo] = fk
         G = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
         gnorm = G.norm(dim=1)
@@ -250,16 +241,13 @@ def _primal_newton(
         eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=0.1)
         target = torch.maximum((eta * gnorm) ** 2, 0.2 * tol * fk)
         precond = _Preconditioner(problem_subspace(prob), act, C)
-        P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond, lowp)
+        P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond)
         P64, Q64 = P.double(), Q.double()
         gap = 0.5 * (-(G * P64).sum(1) + rr)
         # exact line search along p; X~ p came out of the CG iterations, so the step needs no pass over X
         t = _line_search(Z64, Q64, Yk64, C, _dot(Vk, P), _dot(P, P))
         Vn = Vk.double() + t[:, None] * P64
         V[todo] = Vn.to(dt)
-        if lowp is not None:
-            last = (Vk.double(), P64, Z64, Yk64)
-            continue
         fin = gap <= tol * fk
         if bool(fin.any()):
             Zt = Z64 + t * Q64
@@ -270,6 +258,203 @@ def _primal_newton(
     W = V[:, :d].double()
     b = V[:, d].double()
     return _Result(W, b, objective, n_iter, converged)
+
+
+_WAIT_PASSES = 4  # Hessian passes a class that finished its CG may sit out waiting for company in the exact pass
+
+
+class _Bank:
+    """The preconditioners of all K classes, each rebuilt when its class starts a Newton step (its own active set),
+    applied together to the classes in any subset."""
+
+    def __init__(self, sub: _Subspace, K: int) -> None:
+        r, d1 = sub.U.shape
+        self.sub, self.U = sub, sub.U
+        self.L = torch.zeros(K, r, r, dtype=torch.float64, device=sub.U.device)
+        self.S = torch.ones(K, d1, dtype=sub.U.dtype, device=sub.U.device)
+
+    def set(self, ks: torch.Tensor, act: torch.Tensor, C: float) -> None:
+        one = _Preconditioner(self.sub, act, C)
+        self.L[ks] = one.L
+        self.S[ks] = one.S
+
+    apply = _Preconditioner.apply
+
+
+def _lowp_newton(
+    prob: _Problem, C: float, V: torch.Tensor, tol: float, max_iter: int, lowp: torch.Tensor, n_iter0: int
+) -> _Result:
+    """The Newton-CG of _primal_newton with the bfloat16 Hessian, each class on its own clock.
+
+    Every class makes the same Newton steps, with the same CG targets, as in the lock-step loop: classes never
+    interact there either. What changes is the schedule. In lock step a Newton step lasts as long as its slowest
+    class's CG, and a pass over the bfloat16 rows costs almost as much for one direction as for ten (0.36 against
+    0.43 s on 40,000 x 28,672, results/benchmarks/protocols.md), so the classes that finished sat idle in passes
+    that carried one or two. Here a class that finishes its CG takes its step at once and waits only for the exact
+    (float32) pass that gives its next gradient; that pass is shared by every class waiting for it, and is run when
+    no CG is left to run or a waiting class has sat out _WAIT_PASSES Hessian passes (it costs 1.0 s for one class,
+    2.3 s for ten, so running it per class would cost more than the waiting saves).
+    """
+    n, d, K, dt, dev = prob.n, prob.d, prob.K, prob.dtype, prob.device
+    f64 = torch.float64
+    Y, Y64 = prob.Y, prob.Y64
+    bank = _Bank(problem_subspace(prob), K)
+    objective = torch.zeros(K, dtype=f64, device=dev)
+    gfirst = torch.full((K,), math.nan, dtype=f64, device=dev)
+    prev_obj = torch.full((K,), math.inf, dtype=f64, device=dev)
+    target = torch.zeros(K, dtype=f64, device=dev)
+    rz = torch.zeros(K, dtype=f64, device=dev)
+    rr = torch.zeros(K, dtype=f64, device=dev)
+    P = torch.zeros(K, d + 1, dtype=dt, device=dev)
+    R = torch.zeros(K, d + 1, dtype=f64, device=dev)
+    D = torch.zeros(K, d + 1, dtype=f64, device=dev)
+    G = torch.zeros(K, d + 1, dtype=f64, device=dev)
+    Z = torch.zeros(n, K, dtype=f64, device=dev)  # exact margins where each class's current step started
+    Q = torch.zeros(n, K, dtype=torch.float32, device=dev)  # X~ p of each class's CG iterate
+    act = torch.zeros(n, K, dtype=torch.bool, device=dev)
+    state = ["grad"] * K  # grad: waits for the exact pass; cg: in its CG; done
+    steps = [0] * K
+    cg_iters = [0] * K
+    waited = [0] * K
+    q_whole = [True] * K  # Q[:, k] was accumulated over every row (not over a subset of the rows)
+    last: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # k -> (V, p, margins) of its last step
+    converged = [False] * K
+    rows_idx: torch.Tensor | None = None  # the rows the Hessian passes read (None: all)
+    rows_used, act_used = lowp, act
+
+    def subset_rows() -> None:
+        # the Hessian passes read only rows active for some class in its CG (at a large C most are inactive)
+        nonlocal rows_idx, rows_used, act_used
+        cgk = [k for k in range(K) if state[k] == "cg"]
+        union = act[:, cgk].any(1) if cgk else torch.zeros(n, dtype=torch.bool, device=dev)
+        need = int(union.sum())
+        if rows_idx is not None:
+            inside = torch.zeros(n, dtype=torch.bool, device=dev)
+            inside[rows_idx] = True
+            if not bool((union & ~inside).any()) and 2 * need >= rows_idx.numel():
+                act_used = act.index_select(0, rows_idx)
+                return
+        if need < 0.75 * n:
+            rows_idx = torch.nonzero(union).reshape(-1)
+            rows_used = lowp  # drop the old copy of the rows before taking the new one (up to 1.7 GB each)
+            rows_used, act_used = lowp.index_select(0, rows_idx), act.index_select(0, rows_idx)
+        else:
+            rows_idx, rows_used, act_used = None, lowp, act
+
+    while True:
+        # classes whose CG reached its target take their step: the exact line search along p
+        fin = [k for k in range(K) if state[k] == "cg" and (rr[k] <= target[k] or cg_iters[k] >= _CG_MAX_ITER)]
+        if fin:
+            ks = torch.tensor(fin, device=dev)
+            partial = [j for j, k in enumerate(fin) if not q_whole[k]]
+            if partial:
+                Q[:, ks[partial]] = _lowp_forward(prob, lowp, P[ks[partial]])
+            P64, V64 = P[ks].double(), V[ks].double()
+            t = _line_search(Z[:, ks], Q[:, ks].double(), Y64[:, ks], C, (V64 * P64).sum(1), (P64 * P64).sum(1))
+            V[ks] = (V64 + t[:, None] * P64).to(dt)
+            for j, k in enumerate(fin):
+                last[k] = (V64[j], P64[j], Z[:, k].clone())
+                state[k], waited[k] = "grad", 0
+        grad = [k for k in range(K) if state[k] == "grad"]
+        live = [k for k in range(K) if state[k] == "cg"]
+        if not grad and not live:
+            break
+        if grad and (not live or max(waited[k] for k in grad) >= _WAIT_PASSES):
+            ks = torch.tensor(grad, device=dev)
+            Vk, Yk = V[ks], Y[:, ks]
+            Zk = torch.empty(n, len(grad), dtype=dt, device=dev)
+
+            def grad_weight(a: int, b: int, z: torch.Tensor, Yk=Yk, Zk=Zk) -> torch.Tensor:
+                Zk[a:b] = z
+                y = Yk[a:b]
+                return torch.where(y * z < 1, z - y, torch.zeros((), dtype=dt, device=dev))
+
+            Gw, Gb = _fused_pass(prob, Vk, grad_weight)
+            Z64, Yk64 = Zk.double(), Y64[:, ks]
+            actk = Yk64 * Z64 < 1
+            Rk = torch.where(actk, Z64 - Yk64, torch.zeros((), dtype=f64, device=dev))
+            fk = 0.5 * _dot(Vk, Vk) + C * (Rk * Rk).sum(0)
+            Gk = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
+            gnorm = Gk.norm(dim=1)
+            log.debug("primal newton (classes %s): objective %s, |g| %s", grad, fk.tolist(), gnorm.tolist())
+            retake, start = [], []
+            for j, k in enumerate(grad):
+                f, g = float(fk[j]), float(gnorm[j])
+                if k in last and f > float(prev_obj[k]) + 1e-12 * abs(f):
+                    retake.append(k)  # the line search ran on the approximate X~ p: retake it with the exact one
+                    continue
+                last.pop(k, None)
+                objective[k] = f
+                if math.isnan(float(gfirst[k])):
+                    gfirst[k] = g
+                stalled = float(prev_obj[k]) - f <= 1e-12 * abs(f)  # no decrease left at the working precision
+                if 0.5 * g * g <= tol * f or stalled:
+                    state[k], converged[k] = "done", True
+                    continue
+                if steps[k] >= max_iter:
+                    state[k] = "done"
+                    continue
+                steps[k] += 1
+                prev_obj[k] = f
+                # inexact Newton, as in _primal_newton: CG to relative residual eta, no further than needed
+                eta = min(math.sqrt(g / float(gfirst[k])), 0.1)
+                target[k] = max((eta * g) ** 2, 0.2 * tol * f)
+                Z[:, k], act[:, k], G[k] = Z64[:, j], actk[:, j], Gk[j]
+                start.append(k)
+            if retake:
+                rk = torch.tensor(retake, device=dev)
+                lV = torch.stack([last[k][0] for k in retake])
+                lP = torch.stack([last[k][1] for k in retake])
+                lZ = torch.stack([last[k][2] for k in retake], 1)
+                Qx = prob.forward(lP, torch.float64)
+                t = _line_search(lZ, Qx, Y64[:, rk], C, (lV * lP).sum(1), (lP * lP).sum(1))
+                V[rk] = (lV + t[:, None] * lP).to(dt)
+                for k in retake:
+                    del last[k]
+            if start:
+                ks = torch.tensor(start, device=dev)
+                bank.set(ks, act[:, ks], C)
+                R[ks] = -G[ks]
+                Zr = bank.apply(R[ks], ks)
+                D[ks] = Zr
+                rz[ks] = (R[ks] * Zr).sum(1)
+                rr[ks] = (R[ks] * R[ks]).sum(1)
+                P[ks] = 0
+                Q[:, ks] = 0
+                for k in start:
+                    state[k], cg_iters[k], q_whole[k] = "cg", 0, True
+                subset_rows()
+            for k in grad:
+                waited[k] = 0
+            continue
+        # one Hessian pass for every class in its CG
+        live = [k for k in live if rr[k] > target[k]]
+        lv = torch.tensor(live, device=dev)
+        Dl = D[lv]
+        T = torch.empty(rows_used.shape[0], len(live), dtype=dt, device=dev)
+        Hw, Hb = _lowp_pass(prob, rows_used, Dl, act_used[:, lv].to(dt), T)
+        HD = Dl + 2 * C * torch.cat([Hw, Hb[:, None]], 1)
+        alpha = rz[lv] / (Dl * HD).sum(1)
+        P[lv] += (alpha[:, None] * Dl).to(dt)
+        if rows_idx is None:
+            Q[:, lv] += T * alpha.float()[None, :]
+        else:
+            for k in live:
+                q_whole[k] = False
+        Rl = R[lv] - alpha[:, None] * HD
+        R[lv] = Rl
+        rr[lv] = (Rl * Rl).sum(1)
+        Zl = bank.apply(Rl, lv)
+        rz_new = (Rl * Zl).sum(1)
+        D[lv] = Zl + (rz_new / rz[lv])[:, None] * Dl
+        rz[lv] = rz_new
+        for k in live:
+            cg_iters[k] += 1
+        for k in grad:
+            waited[k] += 1
+    W = V[:, :d].double()
+    b = V[:, d].double()
+    return _Result(W, b, objective, n_iter0 + max(steps), all(converged))
 
 
 def _path_predictor(prob: _Problem, C: float, V0: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
@@ -296,23 +481,15 @@ def _conjugate_gradient(
     act: torch.Tensor,
     target: torch.Tensor,
     precond: _Preconditioner,
-    lowp: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Solve (I + 2C X~_A^T X~_A) p_k = -g_k for every class k at once, until ||r_k||^2 <= target_k.
 
-    Preconditioned conjugate gradients. Returns p (k, d+1), X~ p (n, k) and ||r||^2 (k,) float64. Each
-    Hessian-vector product is one fused pass over X; classes that are done drop out of the pass. With the
-    bfloat16 rows lowp (see problem_lowp) a product reads only the rows active for some class (the others
-    are zero in X~_A^T X~_A; at a large C most rows are inactive), and X~ p comes from one pass at the end.
+    Preconditioned conjugate gradients with exact (compute dtype) products; the bfloat16 ones run in _lowp_newton.
+    Returns p (k, d+1), X~ p (n, k) and ||r||^2 (k,) float64. Each Hessian-vector product is one fused pass over
+    X; classes that are done drop out of the pass.
     """
     n, dt, dev = prob.n, prob.dtype, prob.device
     k = G.shape[0]
-    rows_used, act_used = lowp, act
-    if lowp is not None:
-        union = act.any(1)
-        if int(union.sum()) < 0.75 * n:
-            idx = torch.nonzero(union).reshape(-1)
-            rows_used, act_used = lowp.index_select(0, idx), act.index_select(0, idx)
     everyone = torch.arange(k, device=dev)
     P = torch.zeros_like(G)
     Q = torch.zeros(n, k, dtype=dt, device=dev)
@@ -328,22 +505,18 @@ def _conjugate_gradient(
             break
         log.debug("  cg %d: %d classes left", step, live.numel())
         Dl = D[live]
-        actl = act[:, live] if lowp is None else act_used[:, live]
-        T = torch.empty(n if lowp is None else rows_used.shape[0], live.numel(), dtype=dt, device=dev)
+        actl = act[:, live]
+        T = torch.empty(n, live.numel(), dtype=dt, device=dev)
 
         def hv_weight(a: int, b: int, z: torch.Tensor, T=T, actl=actl) -> torch.Tensor:
             T[a:b] = z
             return z * actl[a:b]
 
-        if lowp is None:
-            Hw, Hb = _fused_pass(prob, Dl.to(dt), hv_weight)
-        else:
-            Hw, Hb = _lowp_pass(prob, rows_used, Dl, actl, T)
+        Hw, Hb = _fused_pass(prob, Dl.to(dt), hv_weight)
         HD = Dl + 2 * C * torch.cat([Hw, Hb[:, None]], 1)
         alpha = rz[live] / (Dl * HD).sum(1)
         P[live] += (alpha[:, None] * Dl).to(dt)
-        if lowp is None:
-            Q[:, live] += (T.double() * alpha[None, :]).to(dt)
+        Q[:, live] += (T.double() * alpha[None, :]).to(dt)
         Rl = R[live] - alpha[:, None] * HD
         R[live] = Rl
         rr[live] = (Rl * Rl).sum(1)
@@ -352,8 +525,6 @@ def _conjugate_gradient(
         beta = rz_new / rz[live]
         rz[live] = rz_new
         D[live] = Zl + beta[:, None] * Dl
-    if lowp is not None:
-        Q = _lowp_forward(prob, lowp, P)
     return P, Q, rr
 
 
