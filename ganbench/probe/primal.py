@@ -104,18 +104,24 @@ class _Preconditioner:
     """
 
     def __init__(self, sub: _Subspace, act: torch.Tensor, C: float) -> None:
+        self.sub = sub
         self.U = sub.U  # in the compute dtype: the preconditioner need not be exact, only fixed within a CG solve
-        r = sub.U.shape[0]
-        n = act.shape[0]
-        eye = torch.eye(r, dtype=torch.float64, device=act.device)
+        self.L, self.S = self._blocks(act, C)  # (k, r, r), (k, d+1)
+
+    def _blocks(self, act: torch.Tensor, C: float) -> tuple[torch.Tensor, torch.Tensor]:
+        sub = self.sub
+        eye = torch.eye(sub.U.shape[0], dtype=torch.float64, device=act.device)
         chol = []
         for j in range(act.shape[1]):
             rows = sub.XU[act[:, j]]
             core = eye + 2 * C * (rows.T @ rows).double()
             chol.append(torch.linalg.cholesky(core))
-        self.L = torch.stack(chol)  # (k, r, r)
-        share = act.sum(0).double() / n
-        self.S = (1 + 2 * C * share[:, None] * sub.rest[None, :]).to(sub.U.dtype)  # (k, d+1)
+        share = act.sum(0).double() / act.shape[0]
+        return torch.stack(chol), (1 + 2 * C * share[:, None] * sub.rest[None, :]).to(sub.U.dtype)
+
+    def refactor(self, cols: torch.Tensor, act: torch.Tensor, C: float) -> None:
+        """Rebuild the blocks of the classes cols for their new active sets act (n, len(cols))."""
+        self.L[cols], self.S[cols] = self._blocks(act, C)
 
     def apply(self, R: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """M^-1 R for residuals R (len(cols), d+1) of the classes cols (float64 result)."""
@@ -160,6 +166,29 @@ def _subspace_start(sub: _Subspace, Y: torch.Tensor, C: float, tol: float) -> tu
     return c @ sub.U.double(), steps
 
 
+def _exact_gradient(
+    prob: _Problem, C: float, Vk: torch.Tensor, cols: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One exact pass for the classes cols at their points Vk (len(cols), d+1): margins X~ v (n, k) float64, active
+    sets (n, k), objectives (k,) and gradients (k, d+1) float64."""
+    n, d, dt, dev = prob.n, prob.d, prob.dtype, prob.device
+    Yk, Yk64 = prob.Y[:, cols], prob.Y64[:, cols]
+    Z = torch.empty(n, cols.numel(), dtype=dt, device=dev)
+
+    def grad_weight(a: int, b: int, z: torch.Tensor) -> torch.Tensor:
+        Z[a:b] = z
+        y = Yk[a:b]
+        return torch.where(y * z < 1, z - y, torch.zeros((), dtype=dt, device=dev))
+
+    Gw, Gb = _fused_pass(prob, Vk, grad_weight)
+    Z64 = Z.double()
+    act = Yk64 * Z64 < 1
+    R = torch.where(act, Z64 - Yk64, torch.zeros((), dtype=torch.float64, device=dev))
+    f = 0.5 * _dot(Vk, Vk) + C * (R * R).sum(0)
+    G = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
+    return Z64, act, f, G
+
+
 def _primal_newton(
     prob: _Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int,
     hessian_dtype: str = "auto", trend: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -173,11 +202,11 @@ def _primal_newton(
     one (problem_lowp) the classes run on their own clocks in _lowp_newton, where only the gradient test stops a
     class.
     """
-    n, d, K, dt = prob.n, prob.d, prob.K, prob.dtype
+    d, K, dt = prob.d, prob.K, prob.dtype
     lowp = problem_lowp(prob, hessian_dtype)
     dev = prob.device
     f64 = torch.float64
-    Y, Y64 = prob.Y, prob.Y64
+    Y64 = prob.Y64
     V = torch.zeros(K, d + 1, dtype=dt, device=dev)
     n_iter = 0
     if W0 is not None:
@@ -197,23 +226,9 @@ def _primal_newton(
     todo = torch.arange(K, device=dev)  # classes not yet converged
     first = True
     while todo.numel():
-        k = todo.numel()
-        Yk, Yk64 = Y[:, todo], Y64[:, todo]
-        Vk = V[todo]
-        Z = torch.empty(n, k, dtype=dt, device=dev)
-
-        def grad_weight(a: int, b: int, z: torch.Tensor, Yk=Yk, Z=Z) -> torch.Tensor:
-            Z[a:b] = z
-            y = Yk[a:b]
-            return torch.where(y * z < 1, z - y, torch.zeros((), dtype=dt, device=dev))
-
-        Gw, Gb = _fused_pass(prob, Vk, grad_weight)
-        Z64 = Z.double()
-        act = Yk64 * Z64 < 1
-        R = torch.where(act, Z64 - Yk64, torch.zeros((), dtype=f64, device=dev))
-        fk = 0.5 * _dot(Vk, Vk) + C * (R * R).sum(0)
+        Yk64, Vk = Y64[:, todo], V[todo]
+        Z64, act, fk, G = _exact_gradient(prob, C, Vk, todo)
         objective[todo] = fk
-        G = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
         gnorm = G.norm(dim=1)
         if first:
             gfirst[todo] = gnorm
@@ -263,24 +278,6 @@ def _primal_newton(
 _WAIT_PASSES = 4  # Hessian passes a class that finished its CG may sit out waiting for company in the exact pass
 
 
-class _Bank:
-    """The preconditioners of all K classes, each rebuilt when its class starts a Newton step (its own active set),
-    applied together to the classes in any subset."""
-
-    def __init__(self, sub: _Subspace, K: int) -> None:
-        r, d1 = sub.U.shape
-        self.sub, self.U = sub, sub.U
-        self.L = torch.zeros(K, r, r, dtype=torch.float64, device=sub.U.device)
-        self.S = torch.ones(K, d1, dtype=sub.U.dtype, device=sub.U.device)
-
-    def set(self, ks: torch.Tensor, act: torch.Tensor, C: float) -> None:
-        one = _Preconditioner(self.sub, act, C)
-        self.L[ks] = one.L
-        self.S[ks] = one.S
-
-    apply = _Preconditioner.apply
-
-
 def _lowp_newton(
     prob: _Problem, C: float, V: torch.Tensor, tol: float, max_iter: int, lowp: torch.Tensor, n_iter0: int
 ) -> _Result:
@@ -297,8 +294,7 @@ def _lowp_newton(
     """
     n, d, K, dt, dev = prob.n, prob.d, prob.K, prob.dtype, prob.device
     f64 = torch.float64
-    Y, Y64 = prob.Y, prob.Y64
-    bank = _Bank(problem_subspace(prob), K)
+    Y64 = prob.Y64
     objective = torch.zeros(K, dtype=f64, device=dev)
     gfirst = torch.full((K,), math.nan, dtype=f64, device=dev)
     prev_obj = torch.full((K,), math.inf, dtype=f64, device=dev)
@@ -312,6 +308,7 @@ def _lowp_newton(
     Z = torch.zeros(n, K, dtype=f64, device=dev)  # exact margins where each class's current step started
     Q = torch.zeros(n, K, dtype=torch.float32, device=dev)  # X~ p of each class's CG iterate
     act = torch.zeros(n, K, dtype=torch.bool, device=dev)
+    bank = _Preconditioner(problem_subspace(prob), act, C)  # each class's block is rebuilt as its step starts
     state = ["grad"] * K  # grad: waits for the exact pass; cg: in its CG; done
     steps = [0] * K
     cg_iters = [0] * K
@@ -360,21 +357,7 @@ def _lowp_newton(
         if not grad and not live:
             break
         if grad and (not live or max(waited[k] for k in grad) >= _WAIT_PASSES):
-            ks = torch.tensor(grad, device=dev)
-            Vk, Yk = V[ks], Y[:, ks]
-            Zk = torch.empty(n, len(grad), dtype=dt, device=dev)
-
-            def grad_weight(a: int, b: int, z: torch.Tensor, Yk=Yk, Zk=Zk) -> torch.Tensor:
-                Zk[a:b] = z
-                y = Yk[a:b]
-                return torch.where(y * z < 1, z - y, torch.zeros((), dtype=dt, device=dev))
-
-            Gw, Gb = _fused_pass(prob, Vk, grad_weight)
-            Z64, Yk64 = Zk.double(), Y64[:, ks]
-            actk = Yk64 * Z64 < 1
-            Rk = torch.where(actk, Z64 - Yk64, torch.zeros((), dtype=f64, device=dev))
-            fk = 0.5 * _dot(Vk, Vk) + C * (Rk * Rk).sum(0)
-            Gk = torch.cat([Vk.double()[:, :d] + 2 * C * Gw, (Vk[:, d].double() + 2 * C * Gb)[:, None]], 1)
+            Z64, actk, fk, Gk = _exact_gradient(prob, C, V[grad], torch.tensor(grad, device=dev))
             gnorm = Gk.norm(dim=1)
             log.debug("primal newton (classes %s): objective %s, |g| %s", grad, fk.tolist(), gnorm.tolist())
             retake, start = [], []
@@ -413,7 +396,7 @@ def _lowp_newton(
                     del last[k]
             if start:
                 ks = torch.tensor(start, device=dev)
-                bank.set(ks, act[:, ks], C)
+                bank.refactor(ks, act[:, ks], C)
                 R[ks] = -G[ks]
                 Zr = bank.apply(R[ks], ks)
                 D[ks] = Zr
