@@ -15,8 +15,10 @@ Two backends share one scikit-learn style interface (:class:`L2SVM`):
   float32 or float64 array or ``np.memmap``; it is read in row chunks that are converted to the compute dtype
   on the fly, so X is never held in float32 in full. Two exact solvers:
 
-  - ``"primal"`` (picked when n_samples >= n_features): a finite Newton method with conjugate-gradient inner
-    solves on the current active set and an exact line search on the piecewise-quadratic objective
+  - ``"primal"`` (picked when n_samples >= n_features, and on the CPU at the small C where it is faster than
+    the dual for 3,000 <= n_samples < n_features: _primal_below_crossover): a finite Newton method with
+    conjugate-gradient inner solves on the current active set and an exact line search on the piecewise-quadratic
+    objective
     (Keerthi & DeCoste 2005, "A modified finite Newton method for fast solution of large scale linear SVMs",
     JMLR 6; the generalised Hessian of the squared hinge is the one used by Lin, Weng & Keerthi 2008,
     "Trust region Newton method for large-scale logistic regression", for liblinear's L2-loss SVM). A
@@ -26,7 +28,7 @@ Two backends share one scikit-learn style interface (:class:`L2SVM`):
     With the bfloat16 Hessian products (the CPU default where they are native) each class runs its Newton steps
     on its own clock: a pass carries the CG directions of every class still iterating, instead of a step waiting
     for its slowest class (primal._lowp_newton).
-  - ``"dual"`` (picked when n_samples < n_features): Newton's method in the span of the data (Chapelle 2007,
+  - ``"dual"`` (picked otherwise when n_samples < n_features): Newton's method in the span of the data (Chapelle 2007,
     "Training a support vector machine in the primal", Neural Computation 19): with w = sum_i beta_i x_i and
     Gram matrix K_ij = x_i . x_j + 1, each step solves (K_SS + I / (2C)) beta_S = y_S by Cholesky on the
     support set S = {i : y_i f(x_i) < 1} and sets beta = 0 elsewhere; an exact line search makes it globally
@@ -167,7 +169,8 @@ class L2SVM(ClassifierMixin, BaseEstimator):
         unused (it stops when the support set repeats, which is exact). sklearn: LinearSVC's tol.
     max_iter: Newton steps (torch) or LinearSVC's max_iter (sklearn).
     solver: "auto" (dual when n_samples < n_features and its n x n float64 Gram matrix fits in memory,
-        else primal), "primal" or "dual".
+        except, on the CPU, at a C small enough that the primal is faster (_primal_below_crossover); else
+        primal), "primal" or "dual".
     dtype: compute dtype of the products with X ("float32" or "float64"); X itself may be float16/32/64.
     chunk_rows: rows of X converted at a time (default: about 256 MB of the compute dtype).
     warm_start: start the next fit from this model's solution (same classes and features).
@@ -236,6 +239,8 @@ class L2SVM(ClassifierMixin, BaseEstimator):
                 _check_gram_memory(prob.n, prob.device, strict=True)
             return self.solver
         if prob.n < prob.d and _check_gram_memory(prob.n, prob.device, strict=False):
+            if prob.device.type == "cpu" and _primal_below_crossover(prob, float(self.C)):
+                return "primal"
             return "dual"
         return "primal"
 
@@ -251,6 +256,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
                 W0, b0, trend = warm.W, warm.b, warm.trend
             res = _primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter), self.hessian_dtype, trend)
         else:
+            prob.lowp = prob.subspace = None  # a path that moved on from the primal (its small C) needs neither again
             S0 = None
             if warm is not None:
                 Zw = warm.Z if warm.Z is not None else prob.margins(warm.W, warm.b)
@@ -420,6 +426,25 @@ def _available_bytes(device: torch.device) -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
+
+
+_CROSSOVER_MIN_ROWS = 3000  # below this the dual's whole C path costs seconds: less than the primal's set-up
+_CROSSOVER = 30.0  # the primal is cheaper while 2 C mean ||x~||^2 <= n^2 / (_CROSSOVER d) (measured, see below)
+
+
+def _primal_below_crossover(prob: _Problem, C: float) -> bool:
+    """Whether the primal solver is the cheaper one for n < d samples at this C (on the CPU).
+
+    The dual's cost at a C is its factorisations, about n^3 (the support sets hold a large share of the points
+    at a small C); the primal's is its passes over X, n d each, whose number grows with rho = 2 C mean ||x~||^2,
+    the data term's scale against the regulariser's (the Hessian is I + 2C X~_A^T X~_A). So the primal is the
+    cheaper one below a rho proportional to n^2 / d. The constant was measured on dcgan32 features along the
+    default grid (results/benchmarks/protocols.md, "The few-label protocol's small C"): the per-C crossing lies at
+    rho 10-35 for 4,000 x 28,672, 30-90 for 8,000 x 28,672 and 24-80 for 4,000 x 8,192, against n^2 / (30 d) =
+    19, 74 and 65. Both solvers reach the same optimum; only the time differs.
+    """
+    n, d = prob.n, prob.d
+    return n >= _CROSSOVER_MIN_ROWS and 2.0 * C * prob.centred_energy() <= n * n / (_CROSSOVER * d)
 
 
 def _check_gram_memory(n: int, device: torch.device, strict: bool) -> bool:

@@ -72,6 +72,17 @@ class _Problem:
         self.gram: Any = None
         self.subspace: Any = None
         self.lowp: Any = None  # the primal's bfloat16 copy of the centred rows (primal.problem_lowp)
+        self._energy: float | None = None
+
+    def centred_energy(self) -> float:
+        """mean_i ||x_i - m||^2, the average squared norm of the centred rows (one pass over X, then cached): with C
+        it sets the scale of the data term against the regulariser (L2SVM's solver choice)."""
+        if self._energy is None:
+            total = 0.0
+            for _a, _b, chunk in self.rows.chunks():
+                total += float(chunk.pow(2).sum(dtype=torch.float64))
+            self._energy = total / self.n
+        return self._energy
 
     def forward(self, V: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
         """(n, k) products X~ V^T for V (k, d+1) (last column: the intercept's weight), one pass over X."""

@@ -100,6 +100,14 @@ class _FitClock:
         return {k: round(v, 2) for k, v in self.seconds.items()}
 
 
+def _solvers(models: Sequence[L2SVM], Cs: Sequence[float]) -> dict[str, str]:
+    """The solver that fitted each C ("primal", "dual", or "dual+primal" where trials differ), for the record."""
+    used: dict[str, set[str]] = {repr(float(c)): set() for c in Cs}
+    for m in models:
+        used[repr(float(m.C))].add(getattr(m, "solver_", "?"))
+    return {k: "+".join(sorted(v)) for k, v in used.items()}
+
+
 def _pct(x: float) -> float:
     return round(100.0 * float(x), 4)
 
@@ -128,7 +136,8 @@ def full_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.n
         "results": {"test_accuracy_mean": test_acc, "test_accuracy_std": 0.0, "test_accuracy_ci95": 0.0,
                     "per_trial": [test_acc], "validation_accuracy_best": val_acc[repr(float(best))]},
         "svm": {"backend": settings.backend, "C_grid": [float(c) for c in settings.Cs], "chosen_C": float(best),
-                "validation_accuracy": val_acc, "refit_on": "train + validation", "n_iter": int(final.n_iter_),
+                "validation_accuracy": val_acc, "solvers": _solvers(models, settings.Cs),
+                "refit_on": "train + validation", "n_iter": int(final.n_iter_),
                 "fit_seconds": clock.record()},
         "settings": {"validation_size": int(len(validation)), "train_size": int(len(y)), "test_size": int(len(y_test)),
                      "seed": settings.seed},
@@ -182,6 +191,7 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
     mean_val = {k: float(np.mean(v)) for k, v in val_scores.items()}
     best = max(Cs, key=lambda c: (mean_val[repr(c)], -c))
     t_select = time.perf_counter() - t0
+    fitted_all = list(fitted)
     if test_trials is None:
         test_scores = test_by_c[repr(best)]
     else:
@@ -203,7 +213,8 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
         "results": results,
         "svm": {"backend": settings.backend, "C_grid": Cs, "chosen_C": best,
                 "validation_accuracy": {k: round(v, 4) for k, v in mean_val.items()},
-                "validation_accuracy_per_trial": val_scores, "fit_seconds": clock.record()},
+                "validation_accuracy_per_trial": val_scores, "solvers": _solvers(fitted_all, Cs),
+                "fit_seconds": clock.record()},
         "settings": {"per_class": per_class, "trials": trials if test_trials is None else test_trials,
                      "selection_trials_per_C": trials, "subsets_reused_for_test": test_trials is None,
                      "validation_size": int(len(validation)), "pool_size": int(len(pool)),
