@@ -106,6 +106,29 @@ def test_more_features_than_samples_picks_dual_and_agrees_with_primal():
     assert np.array_equal(auto.predict(Xt), ref.predict(Xt))
 
 
+def test_auto_solver_takes_the_primal_below_the_crossover_and_the_path_reaches_the_same_optima(monkeypatch):
+    import ganbench.probe.l2svm as l2svm
+
+    X, y, Xt, _ = problem("overlapping", n_train=240, d=300)
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    energy = float((Xc * Xc).sum(1).mean())
+    n, d = X.shape
+    c_cross = n * n / (l2svm._CROSSOVER * d) / (2 * energy)  # where 2 C mean |x~|^2 = n^2 / (30 d)
+    Cs = [c_cross / 9, c_cross / 1.5, c_cross * 1.5, c_cross * 9]
+    # below the row minimum (the default 3,000) the dual keeps every C
+    assert [m.solver_ for m in fit_path(X, y, Cs)] == ["dual"] * 4
+    monkeypatch.setattr(l2svm, "_CROSSOVER_MIN_ROWS", 200)
+    path = fit_path(X, y, Cs, tol=1e-7)
+    assert [m.solver_ for m in path] == ["primal", "primal", "dual", "dual"]
+    assert L2SVM(C=Cs[1]).fit(X, y).solver_ == "primal" and L2SVM(C=Cs[2]).fit(X, y).solver_ == "dual"
+    # the same optimum as the dual alone, on both sides of the switch (the dual is exact)
+    dual = fit_path(X, y, Cs, solver="dual")
+    for a, b in zip(path, dual, strict=True):
+        assert np.all(a.objective_ <= b.objective_ * (1 + 1e-6)), (a.objective_ - b.objective_) / b.objective_
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-3, atol=1e-3 * np.abs(b.coef_).max())
+        assert np.mean(a.predict(Xt) == b.predict(Xt)) >= 0.995
+
+
 def test_float16_memmap_and_chunking(tmp_path):
     X, y, Xt, yt = problem("overlapping")
     path = tmp_path / "x.f16"

@@ -193,6 +193,7 @@ def test_full_protocol_torch_refit_matches_a_cold_fit():
     cold = L2SVM(C=out["svm"]["chosen_C"], backend="torch").fit(X, y)  # what the warm-started refit must reach
     assert out["results"]["test_accuracy_mean"] == pytest.approx(100 * cold.score(Xt, yt), abs=0.3)
     assert out["settings"]["train_size"] == len(y)
+    assert out["svm"]["solvers"] == {"0.001": "primal", "0.1": "primal"}  # 180 pool rows > 20 features
 
 
 def test_per_class_protocol_statistics():
@@ -213,6 +214,7 @@ def test_per_class_protocol_statistics():
     assert len(err["results"]["per_trial"]) == 4 and "test_error_ci95" in err["results"]
     # the authors' SVHN loop: `trials` validation scores for every C, and the fitting time of each C
     assert [len(v) for v in err["svm"]["validation_accuracy_per_trial"].values()] == [2, 2]
+    assert out["svm"]["solvers"] == {"0.001": "primal", "0.1": "primal"}  # LinearSVC, 20 rows, 20 features
     for rec in (out, err):
         seconds = rec["svm"]["fit_seconds"]
         assert set(seconds) == {"0.001", "0.1"} and sum(seconds.values()) <= rec["wall_time_s"]["select_C"] + 0.01
