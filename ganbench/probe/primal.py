@@ -21,6 +21,8 @@ SUBSPACE_BYTES = 2**30  # at most this much for X~ U^T (n x rank in the compute 
 log = logging.getLogger(__name__)
 
 _CG_MAX_ITER = 500  # conjugate-gradient steps per Newton step (each is a pass over X)
+_FORCING_MAX = 0.1  # a Newton step's CG runs to relative residual min(sqrt(|g| / |g_0|), _FORCING_MAX) ...
+_TARGET_FLOOR = 0.2  # ... and no further than ||r||^2 = _TARGET_FLOOR tol f (the stopping test is 0.5 ||g||^2 <= tol f)
 _LOWP_BLOCK = 2048  # rows of the bfloat16 copy per block of a fused Hessian-vector product
 
 
@@ -253,8 +255,8 @@ def _primal_newton(
         prev_obj[todo] = fk
         # Inexact Newton: CG to relative residual eta (-> 0 with the gradient: superlinear convergence), but
         # no further than the stopping rule needs.
-        eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=0.1)
-        target = torch.maximum((eta * gnorm) ** 2, 0.2 * tol * fk)
+        eta = torch.clamp(torch.sqrt(gnorm / gfirst[todo]), max=_FORCING_MAX)
+        target = torch.maximum((eta * gnorm) ** 2, _TARGET_FLOOR * tol * fk)
         precond = _Preconditioner(problem_subspace(prob), act, C)
         P, Q, rr = _conjugate_gradient(prob, C, G.to(dt), act.to(dt), target, precond)
         P64, Q64 = P.double(), Q.double()
@@ -349,6 +351,8 @@ def _lowp_newton(
             P64, V64 = P[ks].double(), V[ks].double()
             t = _line_search(Z[:, ks], Q[:, ks].double(), Y64[:, ks], C, (V64 * P64).sum(1), (P64 * P64).sum(1))
             V[ks] = (V64 + t[:, None] * P64).to(dt)
+            log.debug("primal newton: classes %s took steps %s after %s CG iterations, line search %s", fin,
+                      [steps[k] for k in fin], [cg_iters[k] for k in fin], t.tolist())
             for j, k in enumerate(fin):
                 last[k] = (V64[j], P64[j], Z[:, k].clone())
                 state[k], waited[k] = "grad", 0
@@ -380,8 +384,8 @@ def _lowp_newton(
                 steps[k] += 1
                 prev_obj[k] = f
                 # inexact Newton, as in _primal_newton: CG to relative residual eta, no further than needed
-                eta = min(math.sqrt(g / float(gfirst[k])), 0.1)
-                target[k] = max((eta * g) ** 2, 0.2 * tol * f)
+                eta = min(math.sqrt(g / float(gfirst[k])), _FORCING_MAX)
+                target[k] = max((eta * g) ** 2, _TARGET_FLOOR * tol * f)
                 Z[:, k], act[:, k], G[k] = Z64[:, j], actk[:, j], Gk[j]
                 start.append(k)
             if retake:
