@@ -15,6 +15,9 @@ Sections (each optional, in this order):
    layers) of a randomly initialised dcgan32 D on N random 32x32 images, with the convolutions in the default
    NCHW layout and in channels_last (what ganbench now uses on the CPU), interleaved over --repeats, with the
    largest difference between the two feature matrices.
+1b. --bn-moments N: images/s of the train-batch BN statistics pass of a randomly initialised dcgan32 D on N random
+   images, each batch's float64 moments taken from a float64 copy of the whole activation (before) or by
+   features.batch_moments (now), with the number of float32 statistics that differ.
 2. --svm-features X.npy --svm-labels y.npy: one L2-SVM fit at --C on the first --svm-rows rows of a feature
    matrix (a ganbench feature cache file), with the conjugate-gradient Hessian products in float32 (ganbench's
    previous solver) and in bfloat16 (its default on a CPU with native bfloat16), in fresh processes: seconds,
@@ -109,6 +112,55 @@ def bench_features(n: int, repeats: int) -> list[str]:
         "",
         f"Ratio channels_last / NCHW: **{b / a:.2f}x**; largest feature difference {diff:.2e} "
         f"(largest feature {scale:.3g}: float rounding).",
+        "",
+    ]
+
+
+def bench_bn_moments(n: int, repeats: int) -> list[str]:
+    """The train-batch BN statistics pass with each batch's float64 moments taken the previous way (a float64 copy
+    of the whole activation, then its mean and variance) and the current way (features.batch_moments)."""
+    import ganbench.features as feat
+    from ganbench.registry import get_variant
+
+    torch.manual_seed(0)
+    _, disc = get_variant("dcgan32").build()
+    images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    current = feat.batch_moments
+
+    def whole_copy(x):  # ganbench before: the float64 copy of the whole BN input
+        x = x.double()
+        dims = [0] + list(range(2, x.dim()))
+        return x.mean(dims), x.var(dims, unbiased=False)
+
+    rates: dict[str, list[float]] = {"float64 copy": [], "batch_moments": []}
+    stats = {}
+    try:
+        for _ in range(repeats):
+            for name, fn in (("float64 copy", whole_copy), ("batch_moments", current)):
+                feat.batch_moments = fn
+                t = time.perf_counter()
+                stats[name] = feat.train_batch_statistics(disc, images, 128)
+                rates[name].append(n / (time.perf_counter() - t))
+    finally:
+        feat.batch_moments = current
+    # the statistics as the BN layers receive them (float32 buffers): how many differ at all
+    pairs = [(a.float(), b.float()) for sa, sb in zip(stats["float64 copy"], stats["batch_moments"])
+             for a, b in zip(sa, sb)]
+    differ = sum(int((a != b).sum()) for a, b in pairs)
+    total = sum(a.numel() for a, _ in pairs)
+    a, b = statistics.median(rates["float64 copy"]), statistics.median(rates["batch_moments"])
+    return [
+        "## Train-batch BN statistics: the float64 moments of each batch",
+        "",
+        f"dcgan32 D, {n} random images in batches of 128, the statistics pass alone, median of {repeats} "
+        f"interleaved repeats, {torch.get_num_threads()} threads.",
+        "",
+        "| moments | images/s |",
+        "|---|---:|",
+        f"| float64 copy of the whole BN input (before) | {a:.0f} |",
+        f"| `batch_moments`, blocks of rows (now) | {b:.0f} |",
+        "",
+        f"Ratio: **{b / a:.2f}x**; {differ} of {total} float32 statistics differ.",
         "",
     ]
 
@@ -325,6 +377,7 @@ def _fit_seconds_table(records: list[tuple[str, dict]]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--features", type=int, default=0, help="images for the convolution-layout A/B (0: skip)")
+    p.add_argument("--bn-moments", type=int, default=0, help="images for the BN-statistics moments A/B (0: skip)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--svm-features", help="a feature matrix .npy (float16 cache file) for the Hessian A/B")
     p.add_argument("--svm-labels", help="its labels .npy")
@@ -361,14 +414,16 @@ def main() -> None:
     for f in [args.svm_features, args.svm_labels, args.path_features, args.path_labels, *args.before, *args.after]:
         if f and not Path(f).is_file():
             fail(f"{f} does not exist")
-    if args.features < 0 or args.repeats < 1 or args.svm_rows < 2 or not args.C > 0:
-        fail("--features >= 0, --repeats >= 1, --svm-rows >= 2 and --C > 0, please")
+    if args.features < 0 or args.bn_moments < 0 or args.repeats < 1 or args.svm_rows < 2 or not args.C > 0:
+        fail("--features >= 0, --bn-moments >= 0, --repeats >= 1, --svm-rows >= 2 and --C > 0, please")
     cpu = platform.processor() or platform.machine()
     lines = ["# CIFAR-10 protocols: time per stage", "",
              f"Command: `python benchmarks/bench_protocols.py {shlex.join(sys.argv[1:])}`", "",
              f"Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}.", ""]
     if args.features:
         lines += bench_features(args.features, args.repeats)
+    if args.bn_moments:
+        lines += bench_bn_moments(args.bn_moments, args.repeats)
     if args.svm_features:
         lines += bench_svm(args)
     if args.path_features:

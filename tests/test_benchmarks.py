@@ -134,8 +134,8 @@ def test_benchmark_scripts_refuse_bad_input_in_one_line(tmp_path, script, args, 
 
 
 def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
-    """bench_protocols.py: the layout A/B on a few images, the Hessian A/B on a small feature matrix, and the
-    per-stage table from records, with the ratios it prints computed from its own numbers."""
+    """bench_protocols.py: the layout A/B on a few images, the BN moments A/B, the Hessian A/B on a small feature
+    matrix, and the per-stage table from records, with the ratios it prints computed from its own numbers."""
     import json
 
     import numpy as np
@@ -157,8 +157,9 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     after["svm"].update(fit_seconds={"0.0001": 10.0, "0.001": 25.4}, C_grid=[1e-4, 1e-3],
                         validation_accuracy={"0.0001": 75.5, "0.001": 74.25})
     (tmp_path / "after.jsonl").write_text(json.dumps(after) + "\n")
-    out = run("bench_protocols.py", "--features", "64", "--repeats", "1", "--svm-features", "X.npy",
-              "--svm-labels", "y.npy", "--C", "0.1", "--path-features", "X.npy", "--path-labels", "y.npy",
+    out = run("bench_protocols.py", "--features", "64", "--bn-moments", "200", "--repeats", "1",
+              "--svm-features", "X.npy", "--svm-labels", "y.npy", "--C", "0.1",
+              "--path-features", "X.npy", "--path-labels", "y.npy",
               "--path-Cs", "0.01,0.1,1", "--before", "before.jsonl", "--after", "after.jsonl",
               "--out", "protocols.md", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -166,6 +167,9 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     ratio = float(re.search(r"channels_last / NCHW: \*\*([0-9.]+)x", text).group(1))
     rates = [float(v) for v in re.findall(r"\| (?:NCHW \(before\)|channels_last \(now, CPU\)) \| (\d+) \|", text)]
     assert len(rates) == 2 and ratio == pytest.approx(rates[1] / rates[0], rel=0.02)
+    moments = re.search(r"Ratio: \*\*([0-9.]+)x\*\*; (\d+) of (\d+) float32 statistics differ", text)
+    assert moments and int(moments.group(3)) == 2 * (128 + 256 + 256 + 512 + 512)  # mean and var of 5 BN layers
+    assert int(moments.group(2)) <= int(moments.group(3)) // 100  # the same statistics but for rare last bits
     fit_row = r"\| (?:float32 \(before\)|bfloat16 \(now, CPU\)) \| [0-9.]+ \| \d+ \| \d+ \| ([0-9.e+-]+) \|"
     fits = re.findall(fit_row, text)
     assert len(fits) == 2 and float(fits[0]) == pytest.approx(float(fits[1]), rel=1e-4)  # the same optimum

@@ -78,6 +78,18 @@ def test_train_batch_statistics_match_a_direct_computation():
     assert torch.equal(disc.blocks[1][1].running_mean, torch.zeros(8))  # the module itself is left untouched
 
 
+def test_batch_moments_equal_the_float64_mean_and_biased_variance_in_every_layout(monkeypatch):
+    monkeypatch.setattr(feat, "_MOMENT_ROWS", 100)  # several blocks and a short last one
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, 7, 9, generator=g) * 3 + 40  # a large mean: a one-pass E[x^2] - E[x]^2 would show
+    for t in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, 0, :], x[:, :, 0, 0]):
+        mean, var = feat.batch_moments(t)
+        dims = [0] + list(range(2, t.dim()))
+        assert mean.dtype == var.dtype == torch.float64 and mean.shape == (5,)
+        torch.testing.assert_close(mean, t.double().mean(dims), rtol=1e-13, atol=0)
+        torch.testing.assert_close(var, t.double().var(dims, unbiased=False), rtol=1e-11, atol=0)
+
+
 def test_extract_features_running_mode_equals_manual_and_is_cached(monkeypatch):
     disc = small_disc()
     store = load_images("digits", None, "all", image_size=32, progress=False)
