@@ -56,14 +56,20 @@ def fail(msg: str) -> None:
 # --------------------------------------------------------------------------------------------------- features
 
 
-def bench_features(n: int, repeats: int) -> list[str]:
-    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
-    from ganbench.models import base
+def _random_dcgan32(n: int):
+    """A randomly initialised dcgan32 D (seed 0) and n random 32x32 uint8 images."""
     from ganbench.registry import get_variant
 
     torch.manual_seed(0)
     _, disc = get_variant("dcgan32").build()
-    images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    return disc, np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+
+
+def bench_features(n: int, repeats: int) -> list[str]:
+    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
+    from ganbench.models import base
+
+    disc, images = _random_dcgan32(n)
 
     class Store:  # the two attributes extract_features reads
         def __init__(self, images):
@@ -120,11 +126,8 @@ def bench_bn_moments(n: int, repeats: int) -> list[str]:
     """The train-batch BN statistics pass with each batch's float64 moments taken the previous way (a float64 copy
     of the whole activation, then its mean and variance) and the current way (features.batch_moments)."""
     import ganbench.features as feat
-    from ganbench.registry import get_variant
 
-    torch.manual_seed(0)
-    _, disc = get_variant("dcgan32").build()
-    images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    disc, images = _random_dcgan32(n)
     current = feat.batch_moments
 
     def whole_copy(x):  # ganbench before: the float64 copy of the whole BN input
