@@ -85,8 +85,8 @@ def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Two passes over the (positions, channels) view (free for the channels_last activations of the CPU), each
     converting a block of rows to float64 at a time: the same float64 moments as x.double().mean / .var up to the
-    last bits of the summation order, without a float64 copy of the whole activation (2.5x faster on the dcgan32
-    D's BN inputs; results/benchmarks/protocols.md).
+    last bits of the summation order, without a float64 copy of the whole activation (the statistics pass of the
+    dcgan32 D 1.2-1.4x faster: results/benchmarks/protocols.md).
     """
     rows = x.movedim(1, -1).reshape(-1, x.shape[1])
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
