@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 import pytest
@@ -409,3 +410,51 @@ def test_bfloat16_newton_schedule_changes_the_passes_not_the_optimum(monkeypatch
     assert np.mean(eager_calls) < np.mean(batched_calls)
     # each class makes about the same Newton steps either way (one gradient each), only grouped differently
     assert abs(sum(eager_calls) - sum(batched_calls)) <= 0.2 * sum(batched_calls)
+
+
+def test_ray_minimum_is_the_objective_at_the_best_point_of_each_ray():
+    # _ray_minimum: min over t >= 0 of f(v + t p) from the margins X~ v and X~ p, against a numpy grid over t
+    X, y, _, _ = problem("overlapping")
+    C = 0.3
+    classes = np.unique(y)
+    Ypm = np.where(y[:, None] == classes[None, :], 1.0, -1.0)
+    Xt = np.c_[X.astype(np.float64), np.ones(len(X))]
+    rng = np.random.default_rng(1)
+    V = rng.normal(size=(len(classes), Xt.shape[1])) * 0.05
+    P = rng.normal(size=V.shape) * 0.05
+    P[0] = -V[0]  # a ray through the origin: its best point lies inside (0, 1], not at the start
+    f = lambda v: squared_hinge_objective(v[:, :-1], v[:, -1], X, y, C)  # noqa: E731
+    got = primal._ray_minimum(torch.as_tensor(Xt @ V.T), torch.as_tensor(Xt @ P.T, dtype=torch.float32),
+                              torch.as_tensor(Ypm), C, torch.as_tensor(V, dtype=torch.float32),
+                              torch.as_tensor(P, dtype=torch.float32)).numpy()
+    on_ray = np.array([f(V + t * P) for t in np.linspace(0, 8, 8001)])  # (t, class)
+    assert got.shape == (len(classes),)
+    assert np.all(got <= on_ray.min(0) * (1 + 1e-6))  # float32 directions and X~ p: rounding only
+    assert np.all(got >= on_ray.min(0) * (1 - 1e-4))  # and no lower than the grid's minimum, up to its spacing
+    assert np.all(got <= f(V) * (1 + 1e-6))  # t = 0 is on the ray: never above the start
+    assert np.sum(got < f(V) * (1 - 1e-3)) >= len(classes) // 2  # most of these rays descend: the minimum is at t > 0
+
+
+@pytest.mark.parametrize("kind", ["separated", "overlapping"])
+def test_bfloat16_cg_ending_at_its_best_iterate_reaches_the_same_optimum(kind, monkeypatch, caplog):
+    # _lowp_newton ends a class's CG once _ALONG_PATIENCE iterates have not lowered the true objective along them,
+    # and takes the step along the best one. With it (the default) and without it (patience 0), the fit reaches
+    # liblinear's optimum; on these problems the stop fires, so the two fits take different paths.
+    monkeypatch.setattr(primal, "PRECONDITIONER_RANK", 8)
+    X, y, _, _ = problem(kind)
+    ref = reference(kind)
+    f_ref = objective(ref, X, y, C_REF)
+    stops = {}
+    fits = {}
+    for patience in (0, primal._ALONG_PATIENCE):
+        monkeypatch.setattr(primal, "_ALONG_PATIENCE", patience)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="ganbench.probe.primal"):
+            fits[patience] = L2SVM(C=C_REF, solver="primal", hessian_dtype="bfloat16", tol=1e-6).fit(X, y)
+        said = [r.getMessage() for r in caplog.records if "ended at their best iterate" in r.getMessage()]
+        stops[patience] = int(said[-1].split()[2])
+        assert np.all(objective(fits[patience], X, y, C_REF) <= f_ref * (1 + 1e-6))
+        np.testing.assert_allclose(fits[patience].coef_, ref.coef_, atol=1e-3 * np.abs(ref.coef_).max())
+    assert primal._ALONG_PATIENCE > 0
+    assert stops[0] == 0 and stops[primal._ALONG_PATIENCE] > 0, stops
+    assert fits[0].n_passes_ != fits[primal._ALONG_PATIENCE].n_passes_
