@@ -105,21 +105,20 @@ def bench_features(n: int, repeats: int) -> list[str]:
     diff = float(np.abs(outputs["NCHW"] - outputs["channels_last"]).max())
     scale = float(np.abs(outputs["NCHW"]).max())
     a, b = statistics.median(rates["NCHW"]), statistics.median(rates["channels_last"])
-    return [
-        "## Feature extraction: convolution layout",
-        "",
+    return _ab_section(
+        "Feature extraction: convolution layout",
         f"dcgan32 D (28,672 features), {n} random images, BN statistics pass plus extraction (2 forward passes per "
         f"image), median of {repeats} interleaved repeats, {torch.get_num_threads()} threads.",
-        "",
-        "| layout | images/s |",
-        "|---|---:|",
-        f"| NCHW (before) | {a:.0f} |",
-        f"| channels_last (now, CPU) | {b:.0f} |",
-        "",
+        "layout", ("NCHW (before)", a), ("channels_last (now, CPU)", b),
         f"Ratio channels_last / NCHW: **{b / a:.2f}x**; largest feature difference {diff:.2e} "
-        f"(largest feature {scale:.3g}: float rounding).",
-        "",
-    ]
+        f"(largest feature {scale:.3g}: float rounding).")
+
+
+def _ab_section(heading: str, intro: str, what: str, before: tuple[str, float], after: tuple[str, float],
+                verdict: str) -> list[str]:
+    """A Markdown section: heading, one paragraph, the two arms' images/s, the verdict line."""
+    return [f"## {heading}", "", intro, "", f"| {what} | images/s |", "|---|---:|",
+            f"| {before[0]} | {before[1]:.0f} |", f"| {after[0]} | {after[1]:.0f} |", "", verdict, ""]
 
 
 def bench_bn_moments(n: int, repeats: int) -> list[str]:
@@ -152,20 +151,12 @@ def bench_bn_moments(n: int, repeats: int) -> list[str]:
     differ = sum(int((a != b).sum()) for a, b in pairs)
     total = sum(a.numel() for a, _ in pairs)
     a, b = statistics.median(rates["float64 copy"]), statistics.median(rates["batch_moments"])
-    return [
-        "## Train-batch BN statistics: the float64 moments of each batch",
-        "",
+    return _ab_section(
+        "Train-batch BN statistics: the float64 moments of each batch",
         f"dcgan32 D, {n} random images in batches of 128, the statistics pass alone, median of {repeats} "
         f"interleaved repeats, {torch.get_num_threads()} threads.",
-        "",
-        "| moments | images/s |",
-        "|---|---:|",
-        f"| float64 copy of the whole BN input (before) | {a:.0f} |",
-        f"| `batch_moments`, blocks of rows (now) | {b:.0f} |",
-        "",
-        f"Ratio: **{b / a:.2f}x**; {differ} of {total} float32 statistics differ.",
-        "",
-    ]
+        "moments", ("float64 copy of the whole BN input (before)", a), ("`batch_moments`, blocks of rows (now)", b),
+        f"Ratio: **{b / a:.2f}x**; {differ} of {total} float32 statistics differ.")
 
 
 # --------------------------------------------------------------------------------------------------------- svm
