@@ -7,6 +7,7 @@ from __future__ import annotations
 # training (TrainConfig's field defaults are the training defaults; see ganbench.config)
 SCHEDULES = ("simultaneous", "alternating")
 AMP_MODES = ("off", "bf16", "fp16")
+FEATURE_AMP = ("off", "bf16")  # feature passes: float32, or bfloat16 autocast (float16 has too little range)
 DEVICES = ("auto", "cpu", "cuda")
 DATASETS = ("cifar10", "svhn", "imagenet", "folder", "lsun", "mnist", "digits", "fake")
 

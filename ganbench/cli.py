@@ -395,6 +395,9 @@ def _probe_options(func):
                      show_default=True, help="BatchNorm statistics at extraction (train-batches: the authors')."),
         click.option("--feature-dtype", type=click.Choice(choices.FEATURE_DTYPES), default=choices.FEATURE_DTYPE_PROBE,
                      show_default=True),
+        click.option("--amp", type=click.Choice(choices.FEATURE_AMP), default="off", show_default=True,
+                     help="Feature passes under bf16 autocast: about 2x faster where bf16 is native; the features "
+                          "move by about 0.3% of their scale, so accuracies can differ slightly from float32's."),
         click.option("--C-grid", "c_grid", help="Comma-separated C values (default: the protocol's grid)."),
         click.option("--svm-backend", type=click.Choice(choices.SVM_BACKENDS), default=choices.SVM_BACKEND_DEFAULT,
               show_default=True),
@@ -435,7 +438,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
             feature_dtype=kw["feature_dtype"], C_grid=_parse_floats(kw["c_grid"]), svm_backend=kw["svm_backend"],
             device=device, batch_size=kw["batch_size"], seed=kw["seed"], trials=kw["trials"],
             download=kw["download"], label=kw["label"], notes=list(kw["notes"]), progress=not kw["quiet"],
-            allow_resize=kw["allow_resize"])
+            allow_resize=kw["allow_resize"], amp=kw["amp"])
         if record is None:  # a rank other than 0 under torchrun: rank 0 fits the SVM and writes the record
             continue
         if not kw["no_record"]:

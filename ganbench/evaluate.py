@@ -150,7 +150,7 @@ def evaluate_representation(
     bn_stats: str = "train-batches", feature_dtype: str = "float16", C_grid: list[float] | None = None,
     svm_backend: str = "torch", device: str = "auto", batch_size: int = 256, seed: int = 0,
     trials: int | None = None, download: bool = False, label: str | None = None, notes: list[str] | None = None,
-    progress: bool = True, allow_resize: bool = False,
+    progress: bool = True, allow_resize: bool = False, amp: str = "off",
 ) -> dict[str, Any] | None:
     """Run one protocol on one discriminator and return its record (not yet written).
 
@@ -159,6 +159,7 @@ def evaluate_representation(
 
     allow_resize: evaluate a model whose image size differs from the dataset's (the images are resized to it);
     refused otherwise for CIFAR-10 and SVHN, whose protocols are defined on their 32x32 images.
+    amp: "bf16" runs both feature passes under bfloat16 autocast (FeatureSpec.amp); the record says so.
     """
     if protocol_name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol_name!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -188,14 +189,14 @@ def evaluate_representation(
         def compute_stats():
             t0 = time.perf_counter()
             values = train_batch_statistics(disc, np.asarray(train.images[np.sort(calib_global)]), 128, dev,
-                                            progress=progress)
+                                            progress=progress, amp=amp)
             stages["bn_statistics"] = round(time.perf_counter() - t0, 2)
             return values
 
         stats = functools.cache(compute_stats)
         calibration = (f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:"
                        f"{seed}:{len(calib_rows)}")
-    spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration)
+    spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration, amp)
     feats_train = extract_features(disc, train, spec, bn_stats_values=stats, batch_size=batch_size, device=dev,
                                    progress=progress)
     feats_test = feats_train if test is train else extract_features(
@@ -227,6 +228,8 @@ def evaluate_representation(
         record_notes.append(resized)
     if d.partial:
         record_notes.append(f"partial discriminator: layers {chosen[0]}-{chosen[-1]} only")
+    if amp != "off":
+        record_notes.append(f"features computed under {amp} autocast")
     return {
         "kind": "probe",
         "protocol": protocol.name,
@@ -236,7 +239,7 @@ def evaluate_representation(
         "checkpoint": d.checkpoint,
         "training": d.training,
         "data": {"train": train.meta, "test": test.meta, "data_root": data_root},
-        "features": {"dim": dim, "layers": chosen, "bn_stats": bn_stats, "dtype": feature_dtype, "grid": 4,
+        "features": {"dim": dim, "layers": chosen, "bn_stats": bn_stats, "dtype": feature_dtype, "grid": 4, "amp": amp,
                      "calibration": protocol.calibrate_on if bn_stats == "train-batches" else None},
         "svm": outcome["svm"],
         "settings": {**outcome["settings"], "protocol": protocol.name, "split": protocol.split},

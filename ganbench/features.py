@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ganbench import distributed
-from ganbench.choices import BN_STATS
+from ganbench.choices import BN_STATS, FEATURE_AMP
 from ganbench.choices import FEATURE_DTYPES as FEATURE_DTYPE_NAMES
 from ganbench.data import ImageStore, cache_dir
 from ganbench.errors import ConfigError
@@ -101,13 +101,15 @@ def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: int = 128,
-                           device: str | torch.device = "cpu", progress: bool = False) -> list[tuple[Any, Any]]:
+                           device: str | torch.device = "cpu", progress: bool = False,
+                           amp: str = "off") -> list[tuple[Any, Any]]:
     """The authors' BN statistics: over images in batches of batch_size, each batch's mean and biased variance of
     every BN layer's input (the network normalising with batch statistics, as in training), averaged over batches.
 
     Returns one (mean, var) pair per BatchNorm module in module order. Under torchrun each rank passes its share
     of the batches and the per-batch statistics are summed in batch order on every rank: the same bits as one
-    process.
+    process. amp "bf16" runs the forward passes under bfloat16 autocast (see FeatureSpec.amp); the moments are
+    still taken in float64.
     """
     bns = batchnorms(disc)
     sums = [[None, None] for _ in bns]
@@ -131,6 +133,7 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
     try:
         stack.enter_context(frozen_batchnorm(disc, train=True))  # batch statistics, as the authors' Theano graph
         nhwc = stack.enter_context(channels_last_on_cpu(disc, torch.device(device)))
+        stack.enter_context(feature_autocast(amp, torch.device(device)))
         n_batches = 0
         lo, hi = distributed.shard(len(images), batch_size) if sharded else (0, len(images))
         for start in _progress(range(lo, hi, batch_size), progress, "BN statistics", batch_size, hi - lo):
@@ -164,9 +167,23 @@ def set_bn_statistics(disc: Discriminator, stats: list[tuple[Any, Any]]) -> None
         bn.running_var.copy_(var.to(bn.running_var))
 
 
+def feature_autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of a feature pass: "off" (float32 arithmetic, the default) or "bf16"."""
+    if amp not in FEATURE_AMP:
+        raise ConfigError(f"unknown --amp {amp!r} for features; choose one of {', '.join(FEATURE_AMP)}")
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 @dataclass
 class FeatureSpec:
-    """What a feature matrix is: which network, which layers, which BN statistics, which dtype."""
+    """What a feature matrix is: which network, which layers, which BN statistics, which dtype, which arithmetic.
+
+    amp "bf16": the convolutions of both passes (BN statistics and extraction) run under bfloat16 autocast, about
+    2x faster on a CPU with native bfloat16 (and on GPUs); the features then differ from the float32 ones by
+    about 0.3% of their scale, beyond float tolerance, so it is an option, not the default, and part of the key.
+    """
 
     identity: str  # checkpoint sha256, or a description of a randomly initialised network
     layers: list[int]
@@ -174,6 +191,7 @@ class FeatureSpec:
     dtype: str = "float16"
     grid: int = 4
     calibration: str | None = None  # fingerprint of the images the train-batches statistics came from
+    amp: str = "off"
 
     def key(self, store: ImageStore) -> str:
         payload = {
@@ -182,6 +200,8 @@ class FeatureSpec:
             "data": store.meta.get("fingerprint"), "source": store.meta.get("source"),
             "split": store.meta.get("split"), "n": len(store),
         }
+        if self.amp != "off":  # absent when off: the float32 features keep the keys of every existing cache
+            payload["amp"] = self.amp
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -212,6 +232,7 @@ def extract_features(
     if spec.dtype not in FEATURE_DTYPES:
         raise ConfigError(f"unknown --feature-dtype {spec.dtype!r}; choose float16 or float32")
     device = torch.device(device)
+    autocast = feature_autocast(spec.amp, device)
     disc = disc.to(device)
     dim = feature_dim(disc, spec.layers, spec.grid)
     n = len(store)
@@ -239,7 +260,7 @@ def extract_features(
     lo, hi = distributed.shard(n, batch_size)  # this rank's batches: (0, n) in a single process
     # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
     with frozen_batchnorm(disc, train=spec.bn_stats == "batch"), channels_last_on_cpu(disc, device) as nhwc, \
-            (atomic_path(path) if main else contextlib.nullcontext()) as tmp:
+            autocast, (atomic_path(path) if main else contextlib.nullcontext()) as tmp:
         matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim)) \
             if main else None
         rows = matrix if not distributed.active() else np.empty((hi - lo, dim), FEATURE_DTYPES[spec.dtype])
@@ -256,7 +277,7 @@ def extract_features(
     if not main:
         return None
     meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
-            "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid,
+            "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid, "amp": spec.amp,
             "calibration": spec.calibration, "dataset": store.meta}
     atomic_write(sidecar, json.dumps(meta, indent=1, default=str))
     return np.load(path, mmap_mode="r")

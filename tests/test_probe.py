@@ -303,3 +303,30 @@ def test_allow_resize_evaluates_and_says_so_in_the_record():
     rec = json.loads(result.output)
     assert "images resized from 8x8 to 64x64 for the model" in rec["notes"]
     assert rec["data"]["train"]["image_size"] == 64
+
+
+def test_bf16_autocast_features_follow_float32_to_bf16_precision_and_are_cached_apart():
+    # --amp bf16 runs both passes (BN statistics, extraction) under bfloat16 autocast. The results follow the
+    # float32 ones to bfloat16's precision (8 bits of mantissa), far beyond float rounding, and are cached under
+    # their own key, so a float32 run never picks up a bf16 matrix or the other way round.
+    disc = small_disc()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    images = np.asarray(store.images)
+    s32 = train_batch_statistics(disc, images, 128)
+    sbf = train_batch_statistics(disc, images, 128, amp="bf16")
+    for (m32, v32), (mbf, vbf) in zip(s32, sbf):
+        assert mbf.dtype == m32.dtype == torch.float64
+        assert float((mbf - m32).abs().max()) <= 0.02 * float(v32.sqrt().max())
+        torch.testing.assert_close(vbf, v32, rtol=0.03, atol=0)
+    assert max(float((b[1] / a[1] - 1).abs().max()) for a, b in zip(s32, sbf)) > 1e-4  # autocast really ran
+    base = dict(identity="amp", layers=[1, 2, 3, 4, 5, 6], bn_stats="train-batches", dtype="float32",
+                calibration="digits:all")
+    f32 = extract_features(disc, store, FeatureSpec(**base), bn_stats_values=s32, progress=False)
+    fbf = extract_features(disc, store, FeatureSpec(**base, amp="bf16"), bn_stats_values=sbf, progress=False)
+    assert FeatureSpec(**base).key(store) != FeatureSpec(**base, amp="bf16").key(store)
+    rel = np.abs(fbf - f32).max() / np.abs(f32).max()
+    assert 1e-4 < rel < 0.05, rel
+    sidecars = {json.loads(p.read_text())["amp"] for p in (feat.cache_dir() / "features").glob("*.json")}
+    assert sidecars == {"off", "bf16"}
+    with pytest.raises(ConfigError, match="--amp"):
+        extract_features(disc, store, FeatureSpec(**base, amp="fp16"), bn_stats_values=s32, progress=False)
