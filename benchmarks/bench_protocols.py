@@ -65,21 +65,23 @@ def _random_dcgan32(n: int):
     return disc, np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
 
 
+class _Store:
+    """The two attributes extract_features reads of an image store."""
+
+    def __init__(self, images):
+        self.images = images
+        self.meta = {"fingerprint": "bench", "source": "bench", "split": "train"}
+
+    def __len__(self):
+        return len(self.images)
+
+
 def bench_features(n: int, repeats: int) -> list[str]:
     from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
     from ganbench.models import base
 
     disc, images = _random_dcgan32(n)
-
-    class Store:  # the two attributes extract_features reads
-        def __init__(self, images):
-            self.images = images
-            self.meta = {"fingerprint": "bench", "source": "bench", "split": "train"}
-
-        def __len__(self):
-            return len(self.images)
-
-    store = Store(images)
+    store = _Store(images)
     spec = FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32")
     original = base.channels_last_on_cpu
 
@@ -112,6 +114,36 @@ def bench_features(n: int, repeats: int) -> list[str]:
         "layout", ("NCHW (before)", a), ("channels_last (now, CPU)", b),
         f"Ratio channels_last / NCHW: **{b / a:.2f}x**; largest feature difference {diff:.2e} "
         f"(largest feature {scale:.3g}: float rounding).")
+
+
+def bench_feature_amp(n: int, repeats: int) -> list[str]:
+    """Both feature passes (BN statistics and extraction) in float32 (the default) and under bf16 autocast
+    (`eval --amp bf16`), with the largest difference of the features."""
+    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
+
+    disc, images = _random_dcgan32(n)
+    store = _Store(images)
+    rates: dict[str, list[float]] = {"off": [], "bf16": []}
+    outputs = {}
+    for _ in range(repeats):
+        for amp in ("off", "bf16"):
+            spec = FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32", amp=amp)
+            t = time.perf_counter()
+            stats = train_batch_statistics(disc, images, 128, amp=amp)
+            X = extract_features(disc, store, spec, bn_stats_values=stats, use_cache=False, progress=False,
+                                 out=Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-features-amp-{amp}.npy")
+            rates[amp].append(2 * n / (time.perf_counter() - t))
+            outputs[amp] = np.asarray(X)
+    diff = np.abs(outputs["bf16"] - outputs["off"])
+    scale = float(np.abs(outputs["off"]).max())
+    a, b = statistics.median(rates["off"]), statistics.median(rates["bf16"])
+    return _ab_section(
+        "Feature extraction: float32 or bf16 autocast (`--amp bf16`)",
+        f"dcgan32 D (28,672 features), {n} random images, BN statistics pass plus extraction (2 forward passes per "
+        f"image), median of {repeats} interleaved repeats, {torch.get_num_threads()} threads.",
+        "arithmetic", ("float32 (default)", a), ("bf16 autocast (`--amp bf16`)", b),
+        f"Ratio bf16 / float32: **{b / a:.2f}x**; feature difference largest {float(diff.max()):.3g}, mean "
+        f"{float(diff.mean()):.3g} (largest feature {scale:.3g}): bfloat16 rounding, not float rounding.")
 
 
 def _ab_section(heading: str, intro: str, what: str, before: tuple[str, float], after: tuple[str, float],
@@ -372,6 +404,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--features", type=int, default=0, help="images for the convolution-layout A/B (0: skip)")
     p.add_argument("--bn-moments", type=int, default=0, help="images for the BN-statistics moments A/B (0: skip)")
+    p.add_argument("--feature-amp", type=int, default=0, help="images for the float32 / bf16 features A/B (0: skip)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--svm-features", help="a feature matrix .npy (float16 cache file) for the Hessian A/B")
     p.add_argument("--svm-labels", help="its labels .npy")
@@ -408,8 +441,10 @@ def main() -> None:
     for f in [args.svm_features, args.svm_labels, args.path_features, args.path_labels, *args.before, *args.after]:
         if f and not Path(f).is_file():
             fail(f"{f} does not exist")
-    if args.features < 0 or args.bn_moments < 0 or args.repeats < 1 or args.svm_rows < 2 or not args.C > 0:
-        fail("--features >= 0, --bn-moments >= 0, --repeats >= 1, --svm-rows >= 2 and --C > 0, please")
+    if (args.features < 0 or args.bn_moments < 0 or args.feature_amp < 0 or args.repeats < 1 or args.svm_rows < 2
+            or not args.C > 0):
+        fail("--features >= 0, --bn-moments >= 0, --feature-amp >= 0, --repeats >= 1, --svm-rows >= 2 and --C > 0, "
+             "please")
     cpu = platform.processor() or platform.machine()
     lines = ["# CIFAR-10 protocols: time per stage", "",
              f"Command: `python benchmarks/bench_protocols.py {shlex.join(sys.argv[1:])}`", "",
@@ -418,6 +453,8 @@ def main() -> None:
         lines += bench_features(args.features, args.repeats)
     if args.bn_moments:
         lines += bench_bn_moments(args.bn_moments, args.repeats)
+    if args.feature_amp:
+        lines += bench_feature_amp(args.feature_amp, args.repeats)
     if args.svm_features:
         lines += bench_svm(args)
     if args.path_features:

@@ -157,7 +157,7 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     after["svm"].update(fit_seconds={"0.0001": 10.0, "0.001": 25.4}, C_grid=[1e-4, 1e-3],
                         validation_accuracy={"0.0001": 75.5, "0.001": 74.25})
     (tmp_path / "after.jsonl").write_text(json.dumps(after) + "\n")
-    out = run("bench_protocols.py", "--features", "64", "--bn-moments", "200", "--repeats", "1",
+    out = run("bench_protocols.py", "--features", "64", "--bn-moments", "200", "--feature-amp", "64", "--repeats", "1",
               "--svm-features", "X.npy", "--svm-labels", "y.npy", "--C", "0.1",
               "--path-features", "X.npy", "--path-labels", "y.npy",
               "--path-Cs", "0.01,0.1,1", "--before", "before.jsonl", "--after", "after.jsonl",
@@ -170,6 +170,13 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     moments = re.search(r"Ratio: \*\*([0-9.]+)x\*\*; (\d+) of (\d+) float32 statistics differ", text)
     assert moments and int(moments.group(3)) == 2 * (128 + 256 + 256 + 512 + 512)  # mean and var of 5 BN layers
     assert int(moments.group(2)) <= int(moments.group(3)) // 100  # the same statistics but for rare last bits
+    amp = re.search(r"Ratio bf16 / float32: \*\*([0-9.]+)x\*\*; feature difference largest ([0-9.e+-]+), mean "
+                    r"([0-9.e+-]+) \(largest feature ([0-9.e+-]+)\)", text)
+    amp_rates = [float(v) for v in re.findall(r"\| (?:float32 \(default\)|bf16 autocast \(`--amp bf16`\)) \| (\d+) \|",
+                                              text)]
+    assert amp and len(amp_rates) == 2 and float(amp.group(1)) == pytest.approx(amp_rates[1] / amp_rates[0], rel=0.02)
+    largest, scale = float(amp.group(2)), float(amp.group(4))
+    assert 1e-4 * scale < largest < 0.05 * scale  # bfloat16 rounding: beyond float32's, well below the features
     fit_row = r"\| (?:float32 \(before\)|bfloat16 \(now, CPU\)) \| [0-9.]+ \| \d+ \| \d+ \| ([0-9.e+-]+) \|"
     fits = re.findall(fit_row, text)
     assert len(fits) == 2 and float(fits[0]) == pytest.approx(float(fits[1]), rel=1e-4)  # the same optimum
