@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,74 +77,82 @@ class _Store:
         return len(self.images)
 
 
-def bench_features(n: int, repeats: int) -> list[str]:
-    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
-    from ganbench.models import base
+def _time_feature_arms(n: int, repeats: int, arms: dict) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The BN statistics pass plus extraction (2 forward passes per image) of n random images by a random dcgan32,
+    for each arm (name -> (FeatureSpec, prepare), prepare() called before each of its runs), interleaved.
+    Returns name -> median images/s and name -> the features."""
+    from ganbench.features import extract_features, train_batch_statistics
 
     disc, images = _random_dcgan32(n)
     store = _Store(images)
-    spec = FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32")
-    original = base.channels_last_on_cpu
-
-    def nchw(net, device):  # the layout ganbench used before
-        import contextlib
-
-        return contextlib.nullcontext(False)
-
-    rates: dict[str, list[float]] = {"NCHW": [], "channels_last": []}
+    rates: dict[str, list[float]] = {name: [] for name in arms}
     outputs = {}
-    import ganbench.features as feat
-
     for _ in range(repeats):
-        for name, ctx in (("NCHW", nchw), ("channels_last", original)):
-            feat.channels_last_on_cpu = ctx
+        for name, (spec, prepare) in arms.items():
+            prepare()
             t = time.perf_counter()
-            stats = train_batch_statistics(disc, images, 128)
+            stats = train_batch_statistics(disc, images, 128, amp=spec.amp)
             X = extract_features(disc, store, spec, bn_stats_values=stats, use_cache=False, progress=False,
                                  out=Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-features-{name}.npy")
             rates[name].append(2 * n / (time.perf_counter() - t))
             outputs[name] = np.asarray(X)
-    feat.channels_last_on_cpu = original
-    diff = float(np.abs(outputs["NCHW"] - outputs["channels_last"]).max())
-    scale = float(np.abs(outputs["NCHW"]).max())
-    a, b = statistics.median(rates["NCHW"]), statistics.median(rates["channels_last"])
-    return _ab_section(
-        "Feature extraction: convolution layout",
-        f"dcgan32 D (28,672 features), {n} random images, BN statistics pass plus extraction (2 forward passes per "
-        f"image), median of {repeats} interleaved repeats, {torch.get_num_threads()} threads.",
-        "layout", ("NCHW (before)", a), ("channels_last (now, CPU)", b),
-        f"Ratio channels_last / NCHW: **{b / a:.2f}x**; largest feature difference {diff:.2e} "
-        f"(largest feature {scale:.3g}: float rounding).")
+    return {name: statistics.median(r) for name, r in rates.items()}, outputs
+
+
+def _feature_ab(n: int, repeats: int, heading: str, what: str, arms: dict, labels: tuple[str, str],
+                verdict: Callable[[float, np.ndarray, float], str]) -> list[str]:
+    """A two-arm feature A/B as a Markdown section: arms as for _time_feature_arms (before first), the rows labelled
+    labels; verdict(ratio after / before, |after - before| of the features, largest |feature|) ends it."""
+    rates, outputs = _time_feature_arms(n, repeats, arms)
+    (x, a), (y, b) = rates.items()
+    intro = (f"dcgan32 D (28,672 features), {n} random images, BN statistics pass plus extraction (2 forward passes "
+             f"per image), median of {repeats} interleaved repeats, {torch.get_num_threads()} threads.")
+    diff = np.abs(outputs[y] - outputs[x])
+    return _ab_section(heading, intro, what, (labels[0], a), (labels[1], b),
+                       verdict(b / a, diff, float(np.abs(outputs[x]).max())))
+
+
+def bench_features(n: int, repeats: int) -> list[str]:
+    import contextlib
+
+    import ganbench.features as feat
+    from ganbench.features import FeatureSpec
+
+    spec = FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32")
+    original = feat.channels_last_on_cpu
+
+    def nchw(net, device):  # the layout ganbench used before
+        return contextlib.nullcontext(False)
+
+    def use(ctx):
+        def prepare():
+            feat.channels_last_on_cpu = ctx
+        return prepare
+
+    try:
+        return _feature_ab(
+            n, repeats, "Feature extraction: convolution layout", "layout",
+            {"NCHW": (spec, use(nchw)), "channels_last": (spec, use(original))},
+            ("NCHW (before)", "channels_last (now, CPU)"),
+            lambda r, diff, scale: f"Ratio channels_last / NCHW: **{r:.2f}x**; largest feature difference "
+                                   f"{float(diff.max()):.2e} (largest feature {scale:.3g}: float rounding).")
+    finally:
+        feat.channels_last_on_cpu = original
 
 
 def bench_feature_amp(n: int, repeats: int) -> list[str]:
     """Both feature passes (BN statistics and extraction) in float32 (the default) and under bf16 autocast
-    (`eval --amp bf16`), with the largest difference of the features."""
-    from ganbench.features import FeatureSpec, extract_features, train_batch_statistics
+    (`eval --amp bf16`), with the difference of the features."""
+    from ganbench.features import FeatureSpec
 
-    disc, images = _random_dcgan32(n)
-    store = _Store(images)
-    rates: dict[str, list[float]] = {"off": [], "bf16": []}
-    outputs = {}
-    for _ in range(repeats):
-        for amp in ("off", "bf16"):
-            spec = FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32", amp=amp)
-            t = time.perf_counter()
-            stats = train_batch_statistics(disc, images, 128, amp=amp)
-            X = extract_features(disc, store, spec, bn_stats_values=stats, use_cache=False, progress=False,
-                                 out=Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-features-amp-{amp}.npy")
-            rates[amp].append(2 * n / (time.perf_counter() - t))
-            outputs[amp] = np.asarray(X)
-    diff = np.abs(outputs["bf16"] - outputs["off"])
-    scale = float(np.abs(outputs["off"]).max())
-    a, b = statistics.median(rates["off"]), statistics.median(rates["bf16"])
-    return _ab_section(
-        "Feature extraction: float32 or bf16 autocast (`--amp bf16`)",
-        f"dcgan32 D (28,672 features), {n} random images, BN statistics pass plus extraction (2 forward passes per "
-        f"image), median of {repeats} interleaved repeats, {torch.get_num_threads()} threads.",
-        "arithmetic", ("float32 (default)", a), ("bf16 autocast (`--amp bf16`)", b),
-        f"Ratio bf16 / float32: **{b / a:.2f}x**; feature difference largest {float(diff.max()):.3g}, mean "
-        f"{float(diff.mean()):.3g} (largest feature {scale:.3g}): bfloat16 rounding, not float rounding.")
+    return _feature_ab(
+        n, repeats, "Feature extraction: float32 or bf16 autocast (`--amp bf16`)", "arithmetic",
+        {amp: (FeatureSpec("bench", [1, 2, 3, 4, 5, 6], "train-batches", "float32", amp=amp), lambda: None)
+         for amp in ("off", "bf16")},
+        ("float32 (default)", "bf16 autocast (`--amp bf16`)"),
+        lambda r, diff, scale: f"Ratio bf16 / float32: **{r:.2f}x**; feature difference largest "
+                               f"{float(diff.max()):.3g}, mean {float(diff.mean()):.3g} (largest feature {scale:.3g}): "
+                               "bfloat16 rounding, not float rounding.")
 
 
 def _ab_section(heading: str, intro: str, what: str, before: tuple[str, float], after: tuple[str, float],
