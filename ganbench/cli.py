@@ -397,7 +397,7 @@ def _probe_options(func):
                      show_default=True),
         click.option("--amp", type=click.Choice(choices.FEATURE_AMP), default="off", show_default=True,
                      help="Feature passes under bf16 autocast: about 2x faster where bf16 is native; the features "
-                          "move by about 0.3% of their scale, so accuracies can differ slightly from float32's."),
+                          "move by up to about 1% of their scale, so accuracies can differ slightly from float32's."),
         click.option("--C-grid", "c_grid", help="Comma-separated C values (default: the protocol's grid)."),
         click.option("--svm-backend", type=click.Choice(choices.SVM_BACKENDS), default=choices.SVM_BACKEND_DEFAULT,
               show_default=True),

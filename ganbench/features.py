@@ -182,7 +182,8 @@ class FeatureSpec:
 
     amp "bf16": the convolutions of both passes (BN statistics and extraction) run under bfloat16 autocast, about
     2x faster on a CPU with native bfloat16 (and on GPUs); the features then differ from the float32 ones by
-    about 0.3% of their scale, beyond float tolerance, so it is an option, not the default, and part of the key.
+    up to about 1% of their scale (BN statistics about 0.3%), beyond float tolerance, so it is an option, not the
+    default, and part of the key.
     """
 
     identity: str  # checkpoint sha256, or a description of a randomly initialised network
