@@ -1,6 +1,8 @@
-"""Which torch device a run uses."""
+"""Which torch device a run uses, and in which arithmetic."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -14,6 +16,17 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of an amp mode ("off": float32 arithmetic, "bf16", "fp16") on device; the callers
+    check the mode against the modes their command offers."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
 def reference_cpu() -> bool:

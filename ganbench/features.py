@@ -21,6 +21,7 @@ from ganbench import distributed
 from ganbench.choices import BN_STATS, FEATURE_AMP
 from ganbench.choices import FEATURE_DTYPES as FEATURE_DTYPE_NAMES
 from ganbench.data import ImageStore, cache_dir
+from ganbench.devices import amp_autocast
 from ganbench.errors import ConfigError
 from ganbench.files import atomic_path, atomic_write
 from ganbench.models.base import Discriminator, batchnorms, channels_last_on_cpu, frozen_batchnorm, to_signed_unit
@@ -171,9 +172,7 @@ def feature_autocast(amp: str, device: torch.device) -> contextlib.AbstractConte
     """The autocast context of a feature pass: "off" (float32 arithmetic, the default) or "bf16"."""
     if amp not in FEATURE_AMP:
         raise ConfigError(f"unknown --amp {amp!r} for features; choose one of {', '.join(FEATURE_AMP)}")
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return amp_autocast(amp, device)
 
 
 @dataclass

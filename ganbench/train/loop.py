@@ -27,6 +27,7 @@ from ganbench.checkpoint import (
 )
 from ganbench.config import TrainConfig, write_config
 from ganbench.data import load_images
+from ganbench.devices import amp_autocast
 from ganbench.errors import ConfigError, DistributedError, RunDirError, TrainingDiverged
 from ganbench.files import LockBusy, atomic_write, exclusive_lock
 from ganbench.models.base import generate, to_signed_unit
@@ -398,10 +399,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool,
     g_step, d_step = (torch.compile(g_train), torch.compile(d_train)) if cfg.compile else (g_train, d_train)
     # G's update runs D without weight gradients: through D itself, not DDP's wrapper, which would wait for them
     d_for_g = d_step if world == 1 else (torch.compile(disc) if cfg.compile else disc)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
-        if cfg.amp != "off" else contextlib.nullcontext()
-    )
+    autocast = amp_autocast(cfg.amp, device)
     provenance = {
         "ganbench": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
         "device": str(device), "dataset": store.meta,
