@@ -41,6 +41,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,15 +88,17 @@ def _time_feature_arms(n: int, repeats: int, arms: dict) -> tuple[dict[str, floa
     store = _Store(images)
     rates: dict[str, list[float]] = {name: [] for name in arms}
     outputs = {}
-    for _ in range(repeats):
-        for name, (spec, prepare) in arms.items():
-            prepare()
-            t = time.perf_counter()
-            stats = train_batch_statistics(disc, images, 128, amp=spec.amp)
-            X = extract_features(disc, store, spec, bn_stats_values=stats, use_cache=False, progress=False,
-                                 out=Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-features-{name}.npy")
-            rates[name].append(2 * n / (time.perf_counter() - t))
-            outputs[name] = np.asarray(X)
+    with tempfile.TemporaryDirectory() as tmp:  # the matrices are written, as extraction writes them, then dropped
+        for _ in range(repeats):
+            for name, (spec, prepare) in arms.items():
+                prepare()
+                t = time.perf_counter()
+                stats = train_batch_statistics(disc, images, 128, amp=spec.amp)
+                X = extract_features(disc, store, spec, bn_stats_values=stats, use_cache=False, progress=False,
+                                     out=Path(tmp) / f"bench-features-{name}.npy")
+                rates[name].append(2 * n / (time.perf_counter() - t))
+                outputs[name] = np.array(X)
+                del X
     return {name: statistics.median(r) for name, r in rates.items()}, outputs
 
 
