@@ -294,8 +294,12 @@ def arithmetic_cmd(checkpoint: str, z_path: str, expr: str, out: str, noise: flo
 @click.option("--tensorboard", is_flag=True,
               help="TensorBoard event files per (variant, seed) in OUT/runs/VARIANT/seedN; view with "
                    "`tensorboard --logdir OUT/runs` (pip install 'ganbench[tensorboard]').")
+@click.option("--only", help="Run a slice: these variants (comma-separated; random-init for the random-init D "
+                             "row). Cells with records are never rerun; the table marks cells not yet run.")
+@click.option("--seeds", "seed_list", help="Run a slice: these of the SPEC's seeds, e.g. 0,1.")
 def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int, devices: str | None,
-                check_dir: str | None, quiet: bool, tensorboard: bool) -> None:
+                check_dir: str | None, quiet: bool, tensorboard: bool, only: str | None,
+                seed_list: str | None) -> None:
     """Train GAN variants on equal terms and compare probe accuracy and sample quality along training."""
     from ganbench.compare import check_comparison, preset_path, read_spec, run_compare
 
@@ -304,8 +308,13 @@ def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int
     parsed = read_spec(spec or preset_path(preset))
     folder = Path(out or Path("runs") / "compare" / (preset or Path(spec).stem))
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    only_list = [v.strip() for v in only.split(",") if v.strip()] if only is not None else None
+    try:
+        seeds = [int(v) for v in seed_list.split(",") if v.strip()] if seed_list is not None else None
+    except ValueError:
+        raise click.BadParameter(f"{seed_list!r} is not a list of integers like 0,1", param_hint="--seeds") from None
     for line in run_compare(parsed, folder, jobs=jobs, devices=device_list, progress=not quiet,
-                            tensorboard=tensorboard):
+                            tensorboard=tensorboard, only=only_list, seeds=seeds):
         click.echo(line)
     if check_dir:
         problems = check_comparison(folder, Path(check_dir))

@@ -9,6 +9,7 @@ Lucic et al. 2018 ("Are GANs Created Equal?"): one budget for all, several seeds
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -51,6 +52,8 @@ class CompareSpec:
     probe_layers: str | None = None
     probe_trials: int | None = None
     probe_C_grid: list[float] | None = None
+    curve_trials: int | None = None
+    curve_calibration_images: int | None = None
     metrics: str = "none"
     n_samples: int = 1000
     baseline: bool = True
@@ -74,6 +77,14 @@ class CompareSpec:
             raise ConfigError(f"unknown metrics {self.metrics!r}; choose one of {', '.join(METRICS)}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.curve_trials is not None and (self.probe is None or self.curve_trials < 1):
+            raise ConfigError(f"curve_trials must be a positive number of probe trials for the points before the "
+                              f"last (and needs a probe), got {self.curve_trials!r}")
+        if self.curve_calibration_images is not None and (self.curve_trials is None
+                                                          or self.curve_calibration_images < 256):
+            raise ConfigError("curve_calibration_images (training images whose batches give a curve point's BN "
+                              "statistics) needs curve_trials and at least 256 images, got "
+                              f"{self.curve_calibration_images!r}")
         if self.probe is None and self.metrics == "none":
             raise ConfigError("the SPEC neither probes nor scores samples; set probe or metrics")
         for name, overrides in self.variants.items():
@@ -124,8 +135,12 @@ def spec_from_dict(data: dict[str, Any], where: str = "SPEC") -> CompareSpec:
         spec = CompareSpec(budget_unit=unit, budget=amount, **data)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    for key, kind in (("budget", int), ("eval_every", int), ("n_samples", int)):
-        if not isinstance(getattr(spec, key), kind) or isinstance(getattr(spec, key), bool):
+    for key, kind in (("budget", int), ("eval_every", int), ("n_samples", int), ("curve_trials", int),
+                      ("curve_calibration_images", int)):
+        value = getattr(spec, key)
+        if key.startswith("curve") and value is None:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"{where}: {key} must be an integer, got {getattr(spec, key)!r}")
     return spec.validate()
 
@@ -135,6 +150,64 @@ def preset_path(name: str) -> Path:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return Path(__file__).parent / "assets" / PRESETS[name]
+
+
+def cell_fingerprint(spec: CompareSpec, variant: str) -> str:
+    """What makes a (variant, seed) cell's records valid for this SPEC: every setting that shapes its training and
+    its evaluations. Not the data's path (machines of a cluster mount the same files in different places), not the
+    seeds (a SPEC may gain seeds), not the other variants."""
+    keys = ("dataset", "split", "max_images", "model", "budget_unit", "budget", "eval_every", "probe",
+            "probe_layers", "probe_trials", "probe_C_grid", "curve_trials", "curve_calibration_images", "metrics",
+            "n_samples", "train")
+    payload = {k: getattr(spec, k) for k in keys}
+    # the random-init D is built from the first variant's architecture (evaluate_baseline)
+    payload["variant"] = spec.variants[next(iter(spec.variants)) if variant == BASELINE else variant]
+    payload["row"] = variant == BASELINE
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_records(spec: CompareSpec, out: Path) -> list[dict[str, Any]]:
+    """The comparison records in out/records, refused (ConfigError) when any belongs to another SPEC: another
+    comparison's name, a variant this SPEC does not name, or a cell made with other settings."""
+    folder = out / "records"
+    records = read_records(folder) if folder.is_dir() else []
+    for r in records:
+        c = r.get("compare") or {}
+        where = f"{folder} holds records of"
+        if c.get("name") != spec.name:
+            raise ConfigError(f"{where} comparison {c.get('name')!r}, not of this SPEC's {spec.name!r}; choose "
+                              "another --out or move those records away")
+        variant = c.get("variant")
+        if variant != BASELINE and variant not in spec.variants:
+            raise ConfigError(f"{where} variant {variant!r}, which this SPEC does not name; add it back to the "
+                              "SPEC or choose another --out")
+        if "cell" in c and c["cell"] != cell_fingerprint(spec, variant):
+            raise ConfigError(f"{where} {variant} seed {c.get('seed')} made with other settings than this SPEC's "
+                              "(budget, architecture, probe or metrics changed); restore the SPEC or choose "
+                              "another --out")
+    return records
+
+
+def select_slice(spec: CompareSpec, only: list[str] | None = None,
+                 seeds: list[int] | None = None) -> tuple[list[str], list[int], bool]:
+    """(variants, seeds, whether the random-init D is evaluated) of a slice of the comparison; unknown names and
+    seeds are refused before any work. --only names variants, or the random-init D as `random-init`."""
+    names = list(spec.variants)
+    baseline = bool(spec.baseline and spec.probe)
+    if only is not None:
+        aliases = {BASELINE, "random-init"}
+        unknown = [v for v in only if v not in spec.variants and v not in aliases]
+        if unknown or not only:
+            raise ConfigError(f"--only {','.join(unknown) or '(nothing)'}: the SPEC's variants are "
+                              f"{', '.join(names)} (and random-init for the random-init D row)")
+        baseline = baseline and bool(aliases & set(only))
+        names = [v for v in names if v in only]
+    if seeds is not None:
+        unknown_seeds = [s for s in seeds if s not in spec.seeds]
+        if unknown_seeds or not seeds:
+            raise ConfigError(f"--seeds {','.join(map(str, unknown_seeds)) or '(nothing)'}: the SPEC's seeds are "
+                              f"{', '.join(map(str, spec.seeds))}; add a seed to the SPEC's seeds list first")
+    return names, list(seeds if seeds is not None else spec.seeds), baseline
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -204,25 +277,41 @@ def train_unit(unit: Unit, progress: bool = False) -> float:
     else:
         train(unit.config, unit.run_dir, overwrite=True, progress=progress)
     spent = time.perf_counter() - t0
-    _add_wall_time(unit.run_dir, spent)
+    _add_wall_time(unit.run_dir, spent, unit.config.device)
     return spent
 
 
-def _add_wall_time(run_dir: Path, seconds: float) -> None:
+def _add_wall_time(run_dir: Path, seconds: float, device: str = "cpu") -> None:
+    """Add seconds of training to the run's total and to the machine's share: a run resumed elsewhere says so."""
+    from ganbench.devices import machine, machine_label
+
     path = run_dir / "compare_wall_time.json"
-    total = json.loads(path.read_text())["train_s"] if path.is_file() else 0.0
-    atomic_write(path, json.dumps({"train_s": round(total + seconds, 2)}))
+    saved = json.loads(path.read_text()) if path.is_file() else {"train_s": 0.0}
+    by_machine = saved.get("by_machine", {})
+    if not by_machine and saved["train_s"]:
+        by_machine["unknown machine"] = saved["train_s"]  # written before machines were recorded
+    label = machine_label(machine(device))
+    by_machine[label] = round(by_machine.get(label, 0.0) + seconds, 2)
+    atomic_write(path, json.dumps({"train_s": round(saved["train_s"] + seconds, 2), "by_machine": by_machine}))
 
 
-def _wall_time(run_dir: Path) -> float | None:
+def _wall_time(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "compare_wall_time.json"
-    return json.loads(path.read_text())["train_s"] if path.is_file() else None
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _tag(spec: CompareSpec, unit: Unit, step: int) -> dict[str, Any]:
+    return {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": step,
+            "images": step * unit.images_per_step, "objective": unit.config.objective,
+            "cell": cell_fingerprint(spec, unit.variant)}
 
 
 def record_training(spec: CompareSpec, unit: Unit, out: Path) -> bool:
-    """Append the unit's training record (settings and total wall time) once its run is complete; returns whether
-    one was written. Tables read wall times from these records, never from run directories."""
+    """Append the unit's training record (settings, wall time, machines) once its run is complete and evaluated;
+    returns whether one was written. Written last, it marks the cell finished: compare never retrains a cell that
+    has it, whether or not its run directory is on this machine. Tables read wall times from these records."""
     from ganbench.checkpoint import load_checkpoint
+    from ganbench.devices import machine
     from ganbench.report.records import environment_versions
 
     last = unit.run_dir / "checkpoints" / "last.pt"
@@ -231,12 +320,12 @@ def record_training(spec: CompareSpec, unit: Unit, out: Path) -> bool:
     ckpt = load_checkpoint(last)
     if int(ckpt["step"]) < unit.steps:
         return False
-    tag = {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": unit.steps,
-           "images": unit.steps * unit.images_per_step, "objective": unit.config.objective}
+    wall = _wall_time(unit.run_dir)
     append_record({"kind": "train", "label": f"{unit.variant} seed {unit.seed}", "model": ckpt["model"],
                    "config": ckpt["config"], "provenance": ckpt.get("provenance"),
-                   "wall_time_s": {"train": _wall_time(unit.run_dir)}, "versions": environment_versions(),
-                   "compare": tag}, out / "records" / "train.jsonl")
+                   "wall_time_s": {"train": wall.get("train_s")}, "wall_time_by_machine": wall.get("by_machine"),
+                   "machine": machine(unit.config.device), "versions": environment_versions(),
+                   "compare": _tag(spec, unit, unit.steps)}, out / "records" / "train.jsonl")
     return True
 
 
@@ -252,22 +341,32 @@ def _done_keys(out: Path) -> set[tuple[str, str, int, str]]:
 
 def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu", progress: bool = False) -> int:
     """Probe and score the unit's checkpoints at its evaluation points that have no record yet; returns how many
-    evaluations ran."""
+    evaluations ran. The points before the last are probed with spec.curve_trials trials when set (a curve point:
+    only the images those trials read, cheaper BN statistics); the last with the SPEC's probe settings."""
+    from ganbench.devices import machine
+
     done = _done_keys(out)
     ran = 0
     for step in unit.eval_steps:
         ckpt = unit.run_dir / "checkpoints" / f"step_{step:07d}.pt"
-        tag = {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": step,
-               "images": step * unit.images_per_step, "objective": unit.config.objective}
+        tag = _tag(spec, unit, step)
+        wanted = [k for k in ("probe", "quality") if (unit.variant, str(unit.seed), step, k) not in done
+                  and (spec.probe if k == "probe" else spec.metrics != "none")]
+        if wanted and not ckpt.is_file():
+            raise ConfigError(f"{unit.variant} seed {unit.seed}: the checkpoint of step {step} ({ckpt}) is gone and "
+                              f"its {' and '.join(wanted)} record(s) are missing; delete {unit.run_dir} to train "
+                              "the run again")
         if spec.probe and (unit.variant, str(unit.seed), step, "probe") not in done:
-            record = _probe(spec, str(ckpt), None, device, progress)
-            append_record({**record, "compare": tag}, out / "records" / "probe.jsonl")
+            curve = spec.curve_trials is not None and step != unit.steps
+            record = _probe(spec, str(ckpt), None, device, progress, curve=curve)
+            append_record({**record, "machine": machine(device), "compare": tag}, out / "records" / "probe.jsonl")
             _tensorboard_results(unit, step, "probe", record["results"])
             ran += 1
         if spec.metrics != "none" and (unit.variant, str(unit.seed), step, "quality") not in done:
             record = _quality(spec, str(ckpt), unit.seed, out, device, progress)
             if record is not None:
-                append_record({**record, "compare": tag}, out / "records" / "quality.jsonl")
+                append_record({**record, "machine": machine(device), "compare": tag},
+                              out / "records" / "quality.jsonl")
                 _tensorboard_results(unit, step, "quality", record["results"])
                 ran += 1
     return ran
@@ -286,17 +385,30 @@ def _tensorboard_results(unit: Unit, step: int, kind: str, results: dict[str, An
                 writer.add_scalar(f"{kind}/{key}", value, step)
 
 
+CURVE_CALIBRATION_IMAGES = 10000  # a curve point's BN statistics: 78 batches of 128 instead of all 390
+
+
 def _probe(spec: CompareSpec, checkpoint: str | None, random_kwargs: dict[str, Any] | None, device: str,
-           progress: bool, seed: int = 0) -> dict[str, Any]:
-    from ganbench.evaluate import evaluate_representation, load_discriminator
+           progress: bool, seed: int = 0, curve: bool = False) -> dict[str, Any]:
+    """The probe record of a checkpoint (or of the random-init D); curve: a point along training (curve_trials
+    trials, features of the rows those trials read, BN statistics of curve_calibration_images images)."""
+    from ganbench.evaluate import PROTOCOLS, evaluate_representation, load_discriminator
 
     if checkpoint is not None:
         d = load_discriminator(checkpoint, device=device)
     else:
         d = load_discriminator(random_init=spec.model, model_kwargs=random_kwargs, seed=seed, device=device)
+    light: dict[str, Any] = {}
+    notes = [f"ganbench compare {spec.name}"]
+    if curve:
+        protocol = PROTOCOLS[spec.probe]
+        rows_only = protocol.kind == "per_class" and protocol.test_trials is None and protocol.split == "shuffled"
+        light = {"trials": spec.curve_trials, "needed_rows_only": rows_only,
+                 "calibration_images": spec.curve_calibration_images or CURVE_CALIBRATION_IMAGES}
+        notes.append("curve point (not the final protocol)")
     return evaluate_representation(spec.probe, d, spec.data_root, layers=spec.probe_layers,
-                                   C_grid=spec.probe_C_grid, trials=spec.probe_trials, device=device,
-                                   progress=progress, notes=[f"ganbench compare {spec.name}"])
+                                   C_grid=spec.probe_C_grid, trials=light.pop("trials", spec.probe_trials),
+                                   device=device, progress=progress, notes=notes, **light)
 
 
 def inception_available() -> bool:
@@ -348,8 +460,9 @@ def _quality(spec: CompareSpec, checkpoint: str, seed: int, out: Path, device: s
 
 
 def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: str = "cpu",
-                      progress: bool = False) -> int:
-    """The random-init D of the same architecture (the first variant's constructor arguments), one per seed."""
+                      progress: bool = False, seeds: list[int] | None = None) -> int:
+    """The random-init D of the same architecture (the first variant's constructor arguments), one per seed
+    (the SPEC's, or those of a slice)."""
     if not (spec.baseline and spec.probe):
         return 0
     from ganbench.registry import get_variant
@@ -369,12 +482,15 @@ def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: s
         kwargs["channels"] = int(store.images.shape[1])
     done = _done_keys(out)
     ran = 0
-    for seed in spec.seeds:
+    from ganbench.devices import machine
+
+    for seed in spec.seeds if seeds is None else seeds:
         if (BASELINE, str(seed), 0, "probe") in done:
             continue
         record = _probe(spec, None, kwargs, device, progress, seed=seed)
-        tag = {"name": spec.name, "variant": BASELINE, "seed": seed, "step": 0, "images": 0, "objective": None}
-        append_record({**record, "compare": tag}, out / "records" / "probe.jsonl")
+        tag = {"name": spec.name, "variant": BASELINE, "seed": seed, "step": 0, "images": 0, "objective": None,
+               "cell": cell_fingerprint(spec, BASELINE)}
+        append_record({**record, "machine": machine(device), "compare": tag}, out / "records" / "probe.jsonl")
         ran += 1
     return ran
 
@@ -402,16 +518,21 @@ def _worker(args: tuple[CompareSpec, Unit, Path, str, int]) -> tuple[str, int, f
 
     torch.set_num_threads(threads)
     spent = train_unit(unit)
-    record_training(spec, unit, out)
     evaluate_unit(spec, unit, out, device)
+    record_training(spec, unit, out)
     return unit.variant, unit.seed, spent
 
 
 def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, devices: list[str] | None = None,
-                progress: bool = True, tensorboard: bool = False) -> Iterator[str]:
+                progress: bool = True, tensorboard: bool = False, only: list[str] | None = None,
+                seeds: list[int] | None = None) -> Iterator[str]:
     """Train, evaluate and tabulate a comparison in out; yields a line per finished piece of work.
 
-    A second call on the same out skips finished runs and evaluations and resumes partial runs from last.pt.
+    A cell (variant, seed) whose training record is in out/records is finished: it is never trained again, even
+    when its run directory is not on this machine (a comparison continued elsewhere), and the tables are made
+    from the records. Other cells resume from their last.pt and evaluate the points that lack a record.
+    only, seeds: run a slice (variants, `random-init` for the random-init D row; seeds of the SPEC); the table
+    still has every row and says how many seeds each has.
     tensorboard: every (variant, seed) run also writes TensorBoard event files (training curves, sample grids,
     evaluations) in its run directory OUT/runs/VARIANT/seedN, so `tensorboard --logdir OUT/runs` overlays them.
     """
@@ -421,10 +542,13 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
     devices = devices or ["cpu"]
     saved = out / "spec.json"
     wanted = spec_json(spec)
-    if saved.is_file() and saved.read_text() != wanted:
+    if saved.is_file() and _without_seeds(saved.read_text()) != _without_seeds(wanted):
         raise ConfigError(f"{out} holds a comparison of a different SPEC ({saved}); choose another --out "
                           "or delete that folder")
-    units = plan(spec, out, devices[0])
+    names, slice_seeds, with_baseline = select_slice(spec, only, seeds)
+    check_records(spec, out)
+    every_unit = plan(spec, out, devices[0])
+    units = [u for u in every_unit if u.variant in names and u.seed in slice_seeds]
     if tensorboard:
         from ganbench.train.loop import require_tensorboard
 
@@ -438,12 +562,16 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(saved, wanted)
     t0 = time.perf_counter()
+    finished = {(v, s) for v, s, _, kind in _done_keys(out) if kind == "train"}
+    for unit in [u for u in units if (u.variant, str(u.seed)) in finished]:
+        yield f"{unit.variant} seed {unit.seed}: finished (its records are in {out / 'records'})"
+    units = [u for u in units if (u.variant, str(u.seed)) not in finished]
     if jobs == 1:
         for unit in units:
             spent = train_unit(unit, progress=progress)
             yield f"{unit.variant} seed {unit.seed}: " + (f"trained in {spent:.0f} s" if spent else "already trained")
-            record_training(spec, unit, out)
             ran = evaluate_unit(spec, unit, out, devices[0], progress=progress)
+            record_training(spec, unit, out)
             yield f"{unit.variant} seed {unit.seed}: {ran} evaluation(s) run"
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -457,10 +585,11 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
                 variant, seed, spent = fut.result()
                 yield f"{variant} seed {seed}: trained ({spent:.0f} s) and evaluated"
     collect_samples(units, out)
-    ran = evaluate_baseline(spec, units, out, devices[0], progress=progress)
+    ran = evaluate_baseline(spec, every_unit, out, devices[0], progress=progress, seeds=slice_seeds) \
+        if with_baseline else 0
     if ran:
         yield f"{BASELINE}: {ran} probe(s) run"
-    paths = write_comparison(out, spec, units)
+    paths = write_comparison(out, spec, every_unit)
     yield f"comparison written in {time.perf_counter() - t0:.0f} s: " + ", ".join(str(p) for p in paths)
 
 
@@ -480,11 +609,13 @@ def summarize(out: Path, spec: CompareSpec, units: list[Unit]) -> list[dict[str,
     probes: dict[tuple[str, int], dict[int, float]] = {}
     quality: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
     walls: dict[tuple[str, int], float] = {}
+    machines: dict[tuple[str, int], list[str]] = {}
     for r in records:
         c = r.get("compare") or {}
         key = (c.get("variant"), int(c.get("seed", -1)))
         if r.get("kind") == "train" and (r.get("wall_time_s") or {}).get("train") is not None:
             walls[key] = float(r["wall_time_s"]["train"])
+            machines[key] = sorted(r.get("wall_time_by_machine") or {})
         elif r.get("kind") == "probe":
             probes.setdefault(key, {})[int(c["step"])] = float(r["results"]["test_accuracy_mean"])
         elif r.get("kind") == "quality":
@@ -503,12 +634,14 @@ def summarize(out: Path, spec: CompareSpec, units: list[Unit]) -> list[dict[str,
             "fid": _mean_std([float(q[fid_key]) for q in q_final if fid_key in q]),
             "is": _mean_std([float(q[is_key]) for q in q_final if is_key in q]),
             "train_wall_s": _mean_std([walls[(name, u.seed)] for u in mine if (name, u.seed) in walls]),
+            "machines": sorted({m for u in mine for m in machines.get((name, u.seed), [])}),
+            "of_seeds": len(spec.seeds),
         })
     if spec.baseline and spec.probe:
         base = [probes[(BASELINE, s)][0] for s in spec.seeds if 0 in probes.get((BASELINE, s), {})]
         rows.append({"variant": BASELINE, "objective": "-", "seeds": len(base), "steps": 0, "images": 0,
                      "probe_final": _mean_std(base), "probe_best": _mean_std(base), "fid": None, "is": None,
-                     "train_wall_s": None})
+                     "train_wall_s": None, "machines": [], "of_seeds": len(spec.seeds)})
     return rows
 
 
@@ -532,13 +665,18 @@ def comparison_table(out: Path, spec: CompareSpec, units: list[Unit]) -> tuple[l
     header = ["variant", "objective", "seeds", "G steps", "images", f"{spec.probe or 'probe'} final %",
               "best over budget %", fid_name, is_name, "train wall time s (per seed)"]
     body = []
+    every_machine = sorted({m for r in rows for m in r["machines"]})
     for r in rows:
         is_base = r["variant"] == BASELINE
         fid = "-" if is_base else (skipped or _cell(r["fid"], 1))
         isc = "-" if is_base else (skipped or _cell(r["is"], 2))
-        body.append([r["variant"], r["objective"] or "-", str(r["seeds"]), str(r["steps"]), str(r["images"]),
-                     _cell(r["probe_final"]), _cell(r["probe_best"]), fid, isc,
-                     "-" if r["train_wall_s"] is None else f"{r['train_wall_s'][0]:.0f}"])
+        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s'][0]:.0f}"
+        if len(r["machines"]) > 1:  # a mean over machines is no timing: say so in the cell
+            wall += f" ({len(r['machines'])} machines)"
+        # a slice leaves cells not yet run: the count says so instead of hiding the row
+        seeds = str(r["seeds"]) if r["seeds"] == r["of_seeds"] else f"{r['seeds']} of {r['of_seeds']}"
+        body.append([r["variant"], r["objective"] or "-", seeds, str(r["steps"]), str(r["images"]),
+                     _cell(r["probe_final"]), _cell(r["probe_best"]), fid, isc, wall])
     unit = f"{spec.budget} {spec.budget_unit}"
     caption = (f"{spec.name}: every variant trained on {spec.dataset} ({spec.split}) with the same budget ({unit} "
                f"per run), the same data and architecture ({spec.model}, {_arch_text(spec)}), seeds "
@@ -546,11 +684,28 @@ def comparison_table(out: Path, spec: CompareSpec, units: list[Unit]) -> tuple[l
                f"Equal?\"). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
                f"{' (layers ' + spec.probe_layers + ')' if spec.probe_layers else ' (all layers)'}"
                f"{', ' + str(spec.probe_trials) + ' trials' if spec.probe_trials else ''}"
+               f"{_curve_text(spec)}"
                f"{', C grid ' + ','.join(f'{c:g}' for c in spec.probe_C_grid) if spec.probe_C_grid else ''}; "
                f"final = at the end of the budget, best = best evaluation point (every {spec.eval_every} "
                f"{spec.budget_unit}). Sample metrics: {_metrics_text(spec)}. {BASELINE}: the same architecture "
-               "untrained, probed the same way.")
+               "untrained, probed the same way."
+               f"{_machines_text(every_machine)}")
     return header, body, caption
+
+
+def _curve_text(spec: CompareSpec) -> str:
+    if spec.curve_trials is None:
+        return ""
+    n = spec.curve_calibration_images or CURVE_CALIBRATION_IMAGES
+    return (f"; the points before the last (curves only) with {spec.curve_trials} trial(s) and BN statistics of "
+            f"{n} training images")
+
+
+def _machines_text(machines: list[str]) -> str:
+    if not machines:
+        return ""
+    return (f" Wall times measured on {'; '.join(machines)}"
+            f"{' (times of different machines are not comparable)' if len(machines) > 1 else ''}.")
 
 
 def _arch_text(spec: CompareSpec) -> str:
@@ -674,6 +829,16 @@ def check_comparison(new: Path, committed: Path) -> list[str]:
             if ra.get(key) != rb.get(key):
                 problems.append(f"{ra.get('variant')}: {key} is {ra.get(key)!r}, committed {rb.get(key)!r}")
     return problems
+
+
+def _without_seeds(text: str) -> dict[str, Any]:
+    """A saved spec.json without its seeds: a comparison may gain seeds (a third for its best rows)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {"unreadable": text}
+    data.pop("seeds", None)
+    return data
 
 
 def spec_json(spec: CompareSpec) -> str:

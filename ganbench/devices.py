@@ -39,3 +39,38 @@ def reference_cpu() -> bool:
     except OSError:
         return False
     return "GenuineIntel" in info and "amx_bf16" in info
+
+
+def machine(device: str | torch.device = "cpu") -> dict[str, object]:
+    """What a timing was measured on, for records: the CPU model and its kind of vector unit, torch's thread
+    count, and the GPU's name when the work ran on one. Wall times of different machines are not comparable."""
+    cpu = None
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and cpu is None:
+                    cpu = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    if cpu is None:
+        import platform
+
+        cpu = platform.processor() or platform.machine() or "unknown CPU"
+    kind = next((k for k in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if k in flags), None)
+    out: dict[str, object] = {"cpu": cpu, "cpu_kind": kind, "threads": torch.get_num_threads()}
+    device = torch.device(device)
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def machine_label(info: dict) -> str:
+    """One line naming a machine record: 'AMD EPYC (avx512_bf16), 2 threads' or the GPU's name."""
+    if info.get("gpu"):
+        return str(info["gpu"])
+    kind = f" ({info['cpu_kind']})" if info.get("cpu_kind") else ""
+    return f"{info.get('cpu', 'unknown CPU')}{kind}, {info.get('threads', '?')} threads"

@@ -27,9 +27,11 @@ from ganbench.models.base import Discriminator
 from ganbench.probe.protocols import (
     SVHN_C_GRID,
     ProbeSettings,
+    SelectedRows,
     authors_svhn_split,
     full_protocol,
     per_class_protocol,
+    per_class_subsets,
     shuffled_split,
 )
 from ganbench.registry import get_variant
@@ -150,7 +152,8 @@ def evaluate_representation(
     bn_stats: str = "train-batches", feature_dtype: str = "float16", C_grid: list[float] | None = None,
     svm_backend: str = "torch", device: str = "auto", batch_size: int = 256, seed: int = 0,
     trials: int | None = None, download: bool = False, label: str | None = None, notes: list[str] | None = None,
-    progress: bool = True, allow_resize: bool = False, amp: str = "off",
+    progress: bool = True, allow_resize: bool = False, amp: str = "off", calibration_images: int | None = None,
+    needed_rows_only: bool = False,
 ) -> dict[str, Any] | None:
     """Run one protocol on one discriminator and return its record (not yet written).
 
@@ -160,6 +163,11 @@ def evaluate_representation(
     allow_resize: evaluate a model whose image size differs from the dataset's (the images are resized to it);
     refused otherwise for CIFAR-10 and SVHN, whose protocols are defined on their 32x32 images.
     amp: "bf16" runs both feature passes under bfloat16 autocast (FeatureSpec.amp); the record says so.
+    calibration_images: the train-batches BN statistics from this many calibration images (a seeded sample, in
+        file order) instead of all of them: a cheaper point of a curve along training; the record says so.
+    needed_rows_only: for a few-label protocol that reuses its subsets for the test (CIFAR-10 400/class), compute
+        the features of the rows its trials and validation read and of the test images, nothing else and
+        uncached: with one trial 24,000 of CIFAR-10's 60,000 images. The same numbers as the whole matrix gives.
     """
     if protocol_name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol_name!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -179,6 +187,19 @@ def evaluate_representation(
     t_data = time.perf_counter()
 
     calib_rows = np.arange(len(y_train)) if protocol.calibrate_on == "train" else np.sort(pool)
+    if calibration_images is not None:
+        if calibration_images < 2:
+            raise ConfigError(f"calibration_images must be at least 2, got {calibration_images}")
+        if calibration_images < len(calib_rows):
+            calib_rows = np.sort(np.random.RandomState(seed).choice(calib_rows, calibration_images, replace=False))
+    n_trials = trials or (protocol.test_trials if protocol.test_trials is not None else protocol.trials)
+    needed = None
+    if needed_rows_only:
+        if protocol.kind != "per_class" or protocol.test_trials is not None or tr_idx is not None:
+            raise ConfigError(f"{protocol.name}: computing only the rows a protocol reads applies to few-label "
+                              "protocols that test their selection subsets (cifar10-400, mnist)")
+        subsets = per_class_subsets(y_train, pool, protocol.per_class, n_trials, seed)
+        needed = np.unique(np.concatenate([validation, *subsets]))
     calib_global = calib_rows if tr_idx is None else tr_idx[calib_rows]
     stats = None
     calibration = None
@@ -197,13 +218,23 @@ def evaluate_representation(
         calibration = (f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:"
                        f"{seed}:{len(calib_rows)}")
     spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration, amp)
-    feats_train = extract_features(disc, train, spec, bn_stats_values=stats, batch_size=batch_size, device=dev,
-                                   progress=progress)
+    if needed is not None:
+        # one-off matrices: uncached (a curve point is computed once, and the cache holds whole splits)
+        rows_store = ImageStore(np.asarray(train.images[needed]), np.asarray(train.labels)[needed], train.classes,
+                                {**train.meta, "rows": int(len(needed))})
+        feats_train = extract_features(disc, rows_store, spec, bn_stats_values=stats, batch_size=batch_size,
+                                       device=dev, progress=progress, use_cache=False)
+    else:
+        feats_train = extract_features(disc, train, spec, bn_stats_values=stats, batch_size=batch_size,
+                                       device=dev, progress=progress)
     feats_test = feats_train if test is train else extract_features(
-        disc, test, spec, bn_stats_values=stats, batch_size=batch_size, device=dev, progress=progress)
+        disc, test, spec, bn_stats_values=stats, batch_size=batch_size, device=dev, progress=progress,
+        use_cache=needed is None)
     if not distributed.is_main():
         return None
-    if tr_idx is not None:
+    if needed is not None:
+        X, X_test, y_test = SelectedRows(feats_train, needed, len(y_train)), feats_test, np.asarray(test.labels)
+    elif tr_idx is not None:
         X, X_test, y_test = np.asarray(feats_train[tr_idx]), np.asarray(feats_train[te_idx]), y_all[te_idx]
     else:
         X, X_test, y_test = feats_train, feats_test, np.asarray(test.labels)
@@ -214,7 +245,6 @@ def evaluate_representation(
     if protocol.kind == "full":
         outcome = full_protocol(X, y_train, X_test, y_test, validation=validation, pool=pool, settings=settings)
     else:
-        n_trials = trials or (protocol.test_trials if protocol.test_trials is not None else protocol.trials)
         outcome = per_class_protocol(
             X, y_train, X_test, y_test, validation=validation, pool=pool, per_class=protocol.per_class,
             trials=protocol.trials if protocol.test_trials is not None else n_trials, settings=settings,
@@ -230,6 +260,11 @@ def evaluate_representation(
         record_notes.append(f"partial discriminator: layers {chosen[0]}-{chosen[-1]} only")
     if amp != "off":
         record_notes.append(f"features computed under {amp} autocast")
+    if calibration_images is not None and bn_stats == "train-batches":
+        record_notes.append(f"BN statistics from {len(calib_rows)} calibration images (a seeded sample)")
+    if needed is not None:
+        record_notes.append(f"features of the {len(needed)} training images the {n_trials} trial(s) and the "
+                            "validation read, and of the test images")
     return {
         "kind": "probe",
         "protocol": protocol.name,
@@ -240,7 +275,9 @@ def evaluate_representation(
         "training": d.training,
         "data": {"train": train.meta, "test": test.meta, "data_root": data_root},
         "features": {"dim": dim, "layers": chosen, "bn_stats": bn_stats, "dtype": feature_dtype, "grid": 4, "amp": amp,
-                     "calibration": protocol.calibrate_on if bn_stats == "train-batches" else None},
+                     "calibration": protocol.calibrate_on if bn_stats == "train-batches" else None,
+                     **({"calibration_images": int(len(calib_rows))} if calibration_images is not None else {}),
+                     **({"train_rows_extracted": int(len(needed))} if needed is not None else {})},
         "svm": outcome["svm"],
         "settings": {**outcome["settings"], "protocol": protocol.name, "split": protocol.split},
         "results": outcome["results"],

@@ -190,3 +190,38 @@ def test_bench_protocols_runs_its_sections_on_tiny_inputs(tmp_path):
     assert agree <= 1e-4  # every configuration reaches the same optimum
     bad = run("bench_protocols.py", "--svm-features", "X.npy", tmp_path=tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_bench_curve_times_both_ways_on_an_idx_fixture_with_the_same_trial(tmp_path):
+    """bench_curve.py on a 12,000-image mnist idx fixture (the mnist protocol: 10,000 validation images, 100 per
+    class, subsets tested): the curve point reads 11,000 training images, the whole split 12,000; both fit the same
+    trial, and the ratio it prints is the ratio of its own totals."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_data import write_mnist
+
+    write_mnist(tmp_path / "mnist", "train", 12000, gz=True, seed=1)
+    write_mnist(tmp_path / "mnist", "t10k", 300, gz=True, seed=2)
+    out = tmp_path / "curve.md"
+    proc = run("bench_curve.py", "--data-root", str(tmp_path / "mnist"), "--protocol", "mnist", "--width", "4",
+               "--C-grid", "1e-3,1e-2", "--calibration-images", "12000", "--out", str(out), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    rows = {r["way"]: r for r in table(text)}
+    assert number(rows["whole split"]["training images extracted"]) == 12000
+    assert number(rows["curve point"]["training images extracted"]) == 11000
+    # with every training image for the BN statistics both ways compute the same features of the rows they share
+    assert rows["curve point"]["BN statistics images"] == rows["whole split"]["BN statistics images"] == "12000"
+    assert rows["curve point"]["test %"] == rows["whole split"]["test %"]
+    assert rows["curve point"]["validation %"] == rows["whole split"]["validation %"]
+    ratio = number(rows["whole split"]["total s"]) / number(rows["curve point"]["total s"])
+    printed = float(re.search(r"Curve point: ([\d.]+)x faster", text).group(1))
+    assert printed == pytest.approx(ratio, abs=0.06)
+    assert re.search(r"Machine: .+, \d+ threads", text)
+
+
+def test_bench_curve_refuses_bad_input_in_one_line(tmp_path):
+    for args, message in ((["--data-root", "nowhere"], "--data-root nowhere does not exist"),
+                          (["--data-root", ".", "--repeats", "0"], "--repeats must be at least 1")):
+        proc = run("bench_curve.py", *args, tmp_path=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

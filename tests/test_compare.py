@@ -269,3 +269,130 @@ def test_tensorboard_gives_one_run_per_variant_and_seed_with_its_evaluations(tmp
     assert [(e.step, e.value) for e in events.Scalars("probe/test_accuracy_mean")] == [(2, 91.5), (4, 93.25)]
     _tensorboard_results(units[1], 2, "probe", {"test_accuracy_mean": 1.0})  # --tensorboard not given: nothing
     assert not units[1].run_dir.exists()
+
+
+# ------------------------------------------------------------------------------------ slices over sittings
+SLICE_SPEC = SPEC.replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace(
+    "budget = { images = 1280 }", "budget = { images = 640 }").replace("eval_every = 640", "eval_every = 320")
+
+
+def probe_steps(out: Path) -> list[tuple[str, int, int]]:
+    return sorted((r["compare"]["variant"], r["compare"]["seed"], r["compare"]["step"])
+                  for r in read_records(out / "records") if r["kind"] == "probe")
+
+
+@pytest.mark.slow
+def test_slices_run_only_their_cells_and_a_continued_comparison_retrains_nothing_with_records(tmp_path):
+    spec = read_spec(write_spec(tmp_path, SLICE_SPEC))
+    out = tmp_path / "out"
+    lines = list(run_compare(spec, out, progress=False, only=["ns"], seeds=[0]))
+    assert lines[0].startswith("ns seed 0: trained in")
+    # one cell: its two evaluation points, no baseline (not in --only), no other cell's run directory
+    assert probe_steps(out) == [("ns", 0, 10), ("ns", 0, 20)]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["ns"]
+    rows = {r["variant"]: r for r in table(out)}
+    assert rows["ns"]["seeds"] == "1 of 3" and rows["wgan-gp"]["seeds"] == "0 of 3"
+    assert rows["wgan-gp"]["digits-10 final %"] == "-" and rows[BASELINE]["seeds"] == "0 of 3"
+    train = [r for r in read_records(out / "records") if r["kind"] == "train"]
+    assert len(train) == 1 and train[0]["machine"]["threads"] >= 1 and train[0]["machine"]["cpu"]
+    (label, seconds), = train[0]["wall_time_by_machine"].items()
+    assert seconds == train[0]["wall_time_s"]["train"] and "threads" in label
+    assert all("machine" in r for r in read_records(out / "records"))
+    assert f"Wall times measured on {label}." in (out / "compare.md").read_text()
+
+    # the comparison continues on "another machine": the run directories are gone, the records are not
+    import shutil
+
+    shutil.rmtree(out / "runs")
+    lines = list(run_compare(spec, out, progress=False, only=["ns", "random-init"], seeds=[0, 1]))
+    assert lines[0] == f"ns seed 0: finished (its records are in {out / 'records'})"
+    assert not (out / "runs" / "ns" / "seed0").exists()  # nothing retrained
+    assert lines[1].startswith("ns seed 1: trained in")
+    assert probe_steps(out) == [("ns", 0, 10), ("ns", 0, 20), ("ns", 1, 10), ("ns", 1, 20), (BASELINE, 0, 0),
+                                (BASELINE, 1, 0)]
+    rows = {r["variant"]: r for r in table(out)}
+    assert rows["ns"]["seeds"] == "2 of 3" and rows[BASELINE]["seeds"] == "2 of 3"
+    assert len([r for r in read_records(out / "records") if r["kind"] == "train"]) == 2
+
+
+def test_slices_and_foreign_records_are_refused_before_any_training(tmp_path):
+    spec = read_spec(write_spec(tmp_path, SLICE_SPEC))
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"--only lsgan: the SPEC's variants are ns, wgan-gp"):
+        list(run_compare(spec, out, progress=False, only=["ns", "lsgan"]))
+    with pytest.raises(ConfigError, match=r"--seeds 7: the SPEC's seeds are 0, 1, 2"):
+        list(run_compare(spec, out, progress=False, seeds=[0, 7]))
+    assert not out.exists()
+    from ganbench.compare import _tag
+    from ganbench.report.records import append_record
+
+    unit = plan(spec, out)[0]
+    good = {"kind": "probe", "results": {"test_accuracy_mean": 50.0}, "compare": _tag(spec, unit, 10)}
+    append_record(good, out / "records" / "probe.jsonl")
+    from ganbench.compare import check_records
+
+    assert len(check_records(spec, out)) == 1
+    other = read_spec(write_spec(tmp_path, SLICE_SPEC.replace("ngf = 8", "ngf = 16")))
+    with pytest.raises(ConfigError, match="ns seed 0 made with other settings than this SPEC's"):
+        list(run_compare(other, out, progress=False))
+    renamed = read_spec(write_spec(tmp_path, SLICE_SPEC.replace('name = "tiny"', 'name = "other"')))
+    with pytest.raises(ConfigError, match="comparison 'tiny', not of this SPEC's 'other'"):
+        list(run_compare(renamed, out, progress=False))
+    fewer = read_spec(write_spec(tmp_path, SLICE_SPEC.replace('[variants.ns]\nobjective = "ns"\n', "")))
+    with pytest.raises(ConfigError, match="variant 'ns', which this SPEC does not name"):
+        list(run_compare(fewer, out, progress=False))
+    assert not (out / "runs").exists()  # every refusal came before any training
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--only", "nope"], "--only nope: the SPEC's variants are"),
+    (["--seeds", "0,9"], "--seeds 9: the SPEC's seeds are"),
+    (["--seeds", "a"], "is not a list of integers"),
+])
+def test_bad_slices_are_one_line_exit_2(tmp_path, args, needle):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "ganbench", "compare", str(write_spec(tmp_path, SLICE_SPEC)),
+                             "--out", str(out), "--quiet", *args], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    ("curve_trials = 0", "curve_trials must be a positive number"),
+    ("curve_trials = 1\ncurve_calibration_images = 10", "at least 256 images"),
+    ("curve_calibration_images = 1000", "needs curve_trials"),
+    ("eval_every = 2000", "eval_every must lie between 1 and the budget"),
+])
+def test_curve_settings_that_leave_no_evaluation_point_are_refused(tmp_path, change, message):
+    key = change.split(" =")[0]
+    text = "\n".join([change, *[ln for ln in SLICE_SPEC.splitlines() if not ln.startswith(key + " =")]])
+    with pytest.raises(ConfigError, match=message):
+        read_spec(write_spec(tmp_path, text))
+
+
+def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypatch):
+    from ganbench import compare
+
+    run = tmp_path / "run"
+    run.mkdir()
+    labels = iter(["CPU A, 2 threads", "CPU B, 16 threads", "CPU B, 16 threads"])
+    monkeypatch.setattr("ganbench.devices.machine_label", lambda info: next(labels))
+    for seconds in (100.0, 50.0, 25.0):
+        compare._add_wall_time(run, seconds)
+    saved = compare._wall_time(run)
+    assert saved == {"train_s": 175.0, "by_machine": {"CPU A, 2 threads": 100.0, "CPU B, 16 threads": 75.0}}
+    spec = read_spec(write_spec(tmp_path, SLICE_SPEC))
+    out = tmp_path / "out"
+    units = plan(spec, out)
+    from ganbench.report.records import append_record
+
+    for unit, machines in ((units[0], saved["by_machine"]), (units[1], {"CPU A, 2 threads": 90.0})):
+        append_record({"kind": "train", "wall_time_s": {"train": sum(machines.values())},
+                       "wall_time_by_machine": machines, "compare": compare._tag(spec, unit, unit.steps)},
+                      out / "records" / "train.jsonl")
+    header, body, caption = compare.comparison_table(out, spec, units)
+    ns = body[0]
+    assert ns[header.index(compare.WALL_COLUMN)] == "132 (2 machines)"  # (175 + 90) / 2, over two machines
+    assert "CPU A, 2 threads; CPU B, 16 threads (times of different machines are not comparable)" in caption

@@ -330,3 +330,59 @@ def test_bf16_autocast_features_follow_float32_to_bf16_precision_and_are_cached_
     assert sidecars == {"off", "bf16"}
     with pytest.raises(ConfigError, match="--amp"):
         extract_features(disc, store, FeatureSpec(**base, amp="fp16"), bn_stats_values=s32, progress=False)
+
+
+def test_per_class_protocol_reads_only_the_rows_its_subsets_and_validation_name():
+    # SelectedRows holds the features of the rows a trial reads; the protocol gives the very numbers of the whole
+    # matrix, and reading any other row is an error, not a silent zero
+    from ganbench.probe.protocols import SelectedRows, per_class_subsets
+
+    rng = np.random.default_rng(0)
+    n, d = 600, 24
+    y = rng.integers(0, 3, size=n)
+    X = (rng.normal(size=(n, d)) + y[:, None]).astype(np.float32)
+    X_test, y_test = X[:50] + 0.1, y[:50]
+    validation, pool = shuffled_split(n, 200, seed=3)
+    settings = ProbeSettings(Cs=(0.01, 0.1), seed=5)
+    whole = per_class_protocol(X, y, X_test, y_test, validation=validation, pool=pool, per_class=20, trials=2,
+                               settings=settings)
+    subsets = per_class_subsets(y, pool, 20, 2, seed=5)
+    needed = np.unique(np.concatenate([validation, *subsets]))
+    assert len(needed) == 200 + 2 * 60 - len(np.intersect1d(*subsets))
+    rows = SelectedRows(X[needed], needed, n)
+    part = per_class_protocol(rows, y, X_test, y_test, validation=validation, pool=pool, per_class=20, trials=2,
+                              settings=settings)
+    assert part["results"] == whole["results"] and part["svm"]["chosen_C"] == whole["svm"]["chosen_C"]
+    np.testing.assert_array_equal(rows[needed[::-1]], X[needed[::-1]])
+    other = np.setdiff1d(np.arange(n), needed)[:1]
+    with pytest.raises(IndexError):
+        rows[other]
+
+
+@pytest.mark.slow
+def test_a_curve_point_extracts_only_the_rows_its_trial_reads_with_the_same_numbers(tmp_path):
+    # mnist's protocol (100 per class, 10,000 validation images, subsets tested) on an idx fixture of 12,000
+    # training images: the curve point reads validation + one trial's 1,000 images and the test set
+    from test_data import write_mnist
+
+    from ganbench.evaluate import evaluate_representation, load_discriminator
+
+    write_mnist(tmp_path / "mnist", "train", 12000, gz=True, seed=1)
+    write_mnist(tmp_path / "mnist", "t10k", 500, gz=True, seed=2)
+    d = load_discriminator(random_init="dcgan32", model_kwargs={"ngf": 8, "ndf": 8, "nz": 8, "channels": 1})
+    common = dict(trials=1, C_grid=[1e-3, 1e-2], device="cpu", progress=False, calibration_images=2048)
+    whole = evaluate_representation("mnist", d, str(tmp_path / "mnist"), **common)
+    light = evaluate_representation("mnist", d, str(tmp_path / "mnist"), needed_rows_only=True, **common)
+    assert light["features"]["train_rows_extracted"] == 10000 + 1000
+    assert light["features"]["calibration_images"] == whole["features"]["calibration_images"] == 2048
+    assert light["results"] == whole["results"]
+    assert light["svm"]["validation_accuracy"] == whole["svm"]["validation_accuracy"]
+    assert any("BN statistics from 2048 calibration images" in n for n in light["notes"])
+    assert any("features of the 11000 training images the 1 trial(s)" in n for n in light["notes"])
+    # the statistics of fewer images are another calibration: other features, so other numbers
+    full_stats = evaluate_representation("mnist", d, str(tmp_path / "mnist"), trials=1, C_grid=[1e-3, 1e-2],
+                                         device="cpu", progress=False)
+    assert "calibration_images" not in full_stats["features"]
+    assert full_stats["svm"]["validation_accuracy"] != whole["svm"]["validation_accuracy"]
+    with pytest.raises(ConfigError, match="few-label protocols that test their selection subsets"):
+        evaluate_representation("digits", d, None, needed_rows_only=True, device="cpu", progress=False)

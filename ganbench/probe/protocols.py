@@ -76,6 +76,30 @@ def class_balanced_sample(labels: np.ndarray, pool: np.ndarray, per_class: int, 
     return np.asarray(chosen)
 
 
+def per_class_subsets(labels: np.ndarray, pool: np.ndarray, per_class: int, trials: int,
+                      seed: int) -> list[np.ndarray]:
+    """The labelled subsets of the few-label protocol's trials (one random.Random(seed) stream, trial after trial):
+    per_class_protocol fits exactly these, so a caller can compute features for these rows alone."""
+    rng = random.Random(seed)
+    return [class_balanced_sample(labels, pool, per_class, rng) for _ in range(trials)]
+
+
+class SelectedRows:
+    """An (n, d) feature matrix of which only some rows were computed, indexed by the original row numbers (what
+    the protocols read of X): a one-trial curve point extracts 24,000 of CIFAR-10's 60,000 images, not all."""
+
+    def __init__(self, values: np.ndarray, rows: np.ndarray, n: int) -> None:
+        self.values, self.dtype, self.shape = values, values.dtype, (n, values.shape[1])
+        self._where = np.full(n, -1, dtype=np.int64)
+        self._where[rows] = np.arange(len(rows))
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        local = self._where[np.asarray(idx)]
+        if (local < 0).any():
+            raise IndexError("the protocol read a row whose features were not computed")
+        return self.values[local]
+
+
 class _FitClock:
     """Seconds of fitting per C, summed over trials (a record's svm.fit_seconds: where the time goes along the
     grid), and the progress bar's tick. restart() before each path: the first C of a path also carries that
@@ -158,7 +182,7 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
     fresh subsets at the chosen C scored on the test set. report: "accuracy" or "error" (percent).
     """
     settings.validate()
-    rng = random.Random(settings.seed)
+    rng = random.Random(settings.seed)  # the SVHN loop's stream (the CIFAR loop draws per_class_subsets')
     X_val, y_val = _rows(X, validation), y[validation]
     Cs = [float(c) for c in settings.Cs]
     t0 = time.perf_counter()
@@ -169,8 +193,7 @@ def per_class_protocol(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test:
     if test_trials is None:
         # every trial's path, then one pass over the validation and one over the test images for all of them
         fitted = []
-        for _t in range(trials):
-            idx = class_balanced_sample(y, pool, per_class, rng)
+        for idx in per_class_subsets(y, pool, per_class, trials, settings.seed):
             X_trial = _rows(X, idx)
             clock.restart()
             fitted += fit_path(X_trial, y[idx], Cs, backend=settings.backend, device=settings.device, on_fit=clock)
