@@ -23,7 +23,8 @@ from typing import Any
 from ganbench.config import TrainConfig
 from ganbench.errors import ConfigError
 from ganbench.files import atomic_path, atomic_write
-from ganbench.report.records import append_record, read_records
+from ganbench.report.records import append_record as _append_record
+from ganbench.report.records import read_records
 
 BUDGET_UNITS = ("steps", "images")
 METRICS = ("digits", "inception", "none")
@@ -300,6 +301,30 @@ def _wall_time(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def portable(value: Any, spec: CompareSpec, out: Path) -> Any:
+    """A record with its paths as a user of the comparison folder gives them, not this machine's: paths inside the
+    folder relative to it, the data root as the SPEC writes it, caches under $GANBENCH_CACHE. Records are
+    committed and read on other machines."""
+    from ganbench.data import cache_dir
+
+    swaps = [(str(out.resolve()) + os.sep, ""), (str(cache_dir().resolve()) + os.sep, "$GANBENCH_CACHE/")]
+    if spec.data_root is not None:
+        swaps.insert(0, (str(Path(spec.data_root).expanduser().resolve()), spec.data_root))
+    if isinstance(value, dict):
+        return {k: portable(v, spec, out) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, spec, out) for v in value]
+    if isinstance(value, str) and value.startswith(os.sep):
+        for prefix, replacement in swaps:
+            if value == prefix.rstrip(os.sep) or value.startswith(prefix):
+                return replacement + value[len(prefix):]
+    return value
+
+
+def _append(record: dict[str, Any], spec: CompareSpec, out: Path, name: str) -> None:
+    _append_record(portable(record, spec, out), out / "records" / name)
+
+
 def _tag(spec: CompareSpec, unit: Unit, step: int) -> dict[str, Any]:
     return {"name": spec.name, "variant": unit.variant, "seed": unit.seed, "step": step,
             "images": step * unit.images_per_step, "objective": unit.config.objective,
@@ -321,11 +346,11 @@ def record_training(spec: CompareSpec, unit: Unit, out: Path) -> bool:
     if int(ckpt["step"]) < unit.steps:
         return False
     wall = _wall_time(unit.run_dir)
-    append_record({"kind": "train", "label": f"{unit.variant} seed {unit.seed}", "model": ckpt["model"],
-                   "config": ckpt["config"], "provenance": ckpt.get("provenance"),
-                   "wall_time_s": {"train": wall.get("train_s")}, "wall_time_by_machine": wall.get("by_machine"),
-                   "machine": machine(unit.config.device), "versions": environment_versions(),
-                   "compare": _tag(spec, unit, unit.steps)}, out / "records" / "train.jsonl")
+    _append({"kind": "train", "label": f"{unit.variant} seed {unit.seed}", "model": ckpt["model"],
+             "config": ckpt["config"], "provenance": ckpt.get("provenance"),
+             "wall_time_s": {"train": wall.get("train_s")}, "wall_time_by_machine": wall.get("by_machine"),
+             "machine": machine(unit.config.device), "versions": environment_versions(),
+             "compare": _tag(spec, unit, unit.steps)}, spec, out, "train.jsonl")
     return True
 
 
@@ -359,14 +384,13 @@ def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu",
         if spec.probe and (unit.variant, str(unit.seed), step, "probe") not in done:
             curve = spec.curve_trials is not None and step != unit.steps
             record = _probe(spec, str(ckpt), None, device, progress, curve=curve)
-            append_record({**record, "machine": machine(device), "compare": tag}, out / "records" / "probe.jsonl")
+            _append({**record, "machine": machine(device), "compare": tag}, spec, out, "probe.jsonl")
             _tensorboard_results(unit, step, "probe", record["results"])
             ran += 1
         if spec.metrics != "none" and (unit.variant, str(unit.seed), step, "quality") not in done:
             record = _quality(spec, str(ckpt), unit.seed, out, device, progress)
             if record is not None:
-                append_record({**record, "machine": machine(device), "compare": tag},
-                              out / "records" / "quality.jsonl")
+                _append({**record, "machine": machine(device), "compare": tag}, spec, out, "quality.jsonl")
                 _tensorboard_results(unit, step, "quality", record["results"])
                 ran += 1
     return ran
@@ -490,7 +514,7 @@ def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: s
         record = _probe(spec, None, kwargs, device, progress, seed=seed)
         tag = {"name": spec.name, "variant": BASELINE, "seed": seed, "step": 0, "images": 0, "objective": None,
                "cell": cell_fingerprint(spec, BASELINE)}
-        append_record({**record, "machine": machine(device), "compare": tag}, out / "records" / "probe.jsonl")
+        _append({**record, "machine": machine(device), "compare": tag}, spec, out, "probe.jsonl")
         ran += 1
     return ran
 

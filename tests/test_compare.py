@@ -299,6 +299,11 @@ def test_slices_run_only_their_cells_and_a_continued_comparison_retrains_nothing
     assert seconds == train[0]["wall_time_s"]["train"] and "threads" in label
     assert all("machine" in r for r in read_records(out / "records"))
     assert f"Wall times measured on {label}." in (out / "compare.md").read_text()
+    # records travel: no path of this machine in them (checkpoints relative to the folder, caches by variable)
+    for path in (out / "records").glob("*.jsonl"):
+        assert str(tmp_path) not in path.read_text(), path
+    ckpt = [r["checkpoint"]["path"] for r in read_records(out / "records") if r["kind"] == "probe"]
+    assert ckpt == ["runs/ns/seed0/checkpoints/step_0000010.pt", "runs/ns/seed0/checkpoints/step_0000020.pt"]
 
     # the comparison continues on "another machine": the run directories are gone, the records are not
     import shutil
@@ -370,6 +375,24 @@ def test_curve_settings_that_leave_no_evaluation_point_are_refused(tmp_path, cha
     text = "\n".join([change, *[ln for ln in SLICE_SPEC.splitlines() if not ln.startswith(key + " =")]])
     with pytest.raises(ConfigError, match=message):
         read_spec(write_spec(tmp_path, text))
+
+
+def test_portable_records_carry_the_users_paths_not_this_machines(tmp_path, monkeypatch):
+    from ganbench.compare import portable
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    spec = read_spec(write_spec(tmp_path, SLICE_SPEC.replace('split = "all"', 'split = "all"\ndata_root = "data"')))
+    out = Path("out")
+    record = {"checkpoint": {"path": str(tmp_path / "out" / "runs" / "ns" / "seed0" / "x.pt")},
+              "data": {"train": {"root": str(tmp_path / "data"), "cache_path": str(tmp_path / "cache" / "s.npy")},
+                       "data_root": "data"},
+              "notes": ["/usr/lib is not ours", str(tmp_path / "data" / "a.png")], "n": 3}
+    assert portable(record, spec, out) == {
+        "checkpoint": {"path": "runs/ns/seed0/x.pt"},
+        "data": {"train": {"root": "data", "cache_path": "$GANBENCH_CACHE/s.npy"}, "data_root": "data"},
+        "notes": ["/usr/lib is not ours", "data/a.png"], "n": 3}
 
 
 def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypatch):
