@@ -721,8 +721,8 @@ def _curve_text(spec: CompareSpec) -> str:
     if spec.curve_trials is None:
         return ""
     n = spec.curve_calibration_images or CURVE_CALIBRATION_IMAGES
-    return (f"; the points before the last (curves only) with {spec.curve_trials} trial(s) and BN statistics of "
-            f"{n} training images")
+    return (f"; the points before the last with {spec.curve_trials} trial(s) and BN statistics of {n} training "
+            "images (curve points: a best over budget that is not the final point is such a figure)")
 
 
 def _machines_text(machines: list[str]) -> str:
