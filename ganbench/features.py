@@ -30,6 +30,16 @@ from ganbench.progress import progress_bar
 BN_MODES = BN_STATS
 FEATURE_DTYPES = {name: getattr(np, name) for name in FEATURE_DTYPE_NAMES}
 FEATURES_VERSION = 1  # bump when the extraction changes, so old caches are not reused
+BATCH_MODE_SEED = 0  # bn_stats="batch": the seeded order its batches are drawn in (batch_order)
+
+
+def batch_order(n: int, bn_stats: str) -> np.ndarray | None:
+    """The order of images in the extraction batches: None (store order) unless every image is normalised with
+    its batch's own statistics ("batch"), whose features then depend on the batch-mates. Those batches are drawn
+    from a seeded permutation: image folders are stored class by class (the CIFAR-10 JPEG copy, ImageFolder
+    trees), so store-order batches would carry the class in their statistics, a label leak (a trained width-32
+    dcgan32 scored 78.9% instead of 56.3% at 400 per class that way)."""
+    return np.random.RandomState(BATCH_MODE_SEED).permutation(n) if bn_stats == "batch" else None
 
 
 def parse_layers(spec: str | list[int] | None, n_layers: int) -> list[int]:
@@ -202,6 +212,8 @@ class FeatureSpec:
         }
         if self.amp != "off":  # absent when off: the float32 features keep the keys of every existing cache
             payload["amp"] = self.amp
+        if self.bn_stats == "batch":  # batches drawn from batch_order's permutation, no longer in store order
+            payload["batch_order"] = f"permutation:{BATCH_MODE_SEED}"
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -258,6 +270,7 @@ def extract_features(
     if main:
         sidecar.unlink(missing_ok=True)  # the sidecar marks a finished matrix: gone until the new one is whole
     lo, hi = distributed.shard(n, batch_size)  # this rank's batches: (0, n) in a single process
+    order = batch_order(n, spec.bn_stats)
     # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
     with frozen_batchnorm(disc, train=spec.bn_stats == "batch"), channels_last_on_cpu(disc, device) as nhwc, \
             autocast, (atomic_path(path) if main else contextlib.nullcontext()) as tmp:
@@ -266,11 +279,27 @@ def extract_features(
         rows = matrix if not distributed.active() else np.empty((hi - lo, dim), FEATURE_DTYPES[spec.dtype])
         wanted = set(spec.layers)
         for start in _progress(range(lo, hi, batch_size), progress and main, "features", batch_size, hi - lo):
-            x = _to_input(store.images[start:start + batch_size], disc.channels, device, nhwc)
+            if order is None:
+                x = _to_input(store.images[start:start + batch_size], disc.channels, device, nhwc)
+            else:  # the batch's images in store order (sequential reads); their rows go back to their places
+                idx = np.sort(order[start:start + batch_size])
+                x = _to_input(store.images[idx], disc.channels, device, nhwc)
             maps = [m for i, m in enumerate(disc.feature_maps(x), 1) if i in wanted]
-            rows[start - lo:start - lo + len(x)] = pool_maps(maps, spec.grid).float().cpu().numpy()
+            values = pool_maps(maps, spec.grid).float().cpu().numpy()
+            if order is None or distributed.active():
+                rows[start - lo:start - lo + len(x)] = values
+            else:
+                rows[idx] = values
         if distributed.active():  # every rank's rows, in rank order, into rank 0's matrix
-            distributed.gather_rows(rows, out=matrix)
+            if order is None:
+                distributed.gather_rows(rows, out=matrix)
+            else:  # rows in permuted order: gathered, then put back in store order
+                drawn = np.empty((n, dim), FEATURE_DTYPES[spec.dtype]) if main else None
+                distributed.gather_rows(rows, out=drawn)
+                if main:
+                    for k in range(0, n, batch_size):
+                        block = np.sort(order[k:k + batch_size])
+                        matrix[block] = drawn[k:k + len(block)]
         if main:
             matrix.flush()
             del matrix

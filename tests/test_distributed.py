@@ -81,6 +81,8 @@ def runs(tmp_path_factory):
         {"config": asdict(replace(BASE, objective="wgan-gp", steps=2, sync_bn=False)), "out": str(root / "wgan")},
         {"cli": [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:],
                  "--out", str(root / "features2.npy")]},
+        {"cli": [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:], "--bn-stats", "batch",
+                 "--out", str(root / "features2-batch.npy")]},
         {**_failing_job(root, "nan"), "exit": 2},
         {"cli": ["train", "--dataset", "fake", "--batch-size", "15", "--out", str(root / "odd"), "--quiet"], "exit": 2},
     ]
@@ -234,3 +236,21 @@ def test_sharded_features_equal_single_process_features(runs, tmp_path):
     assert one.shape == (1797, (8 + 8 + 16 + 16 + 32 + 32) * 16) and one.dtype == np.float32
     assert np.array_equal(one, two)  # bit-identical
     assert np.array_equal(np.load(tmp_path / "one.labels.npy"), np.load(root / "features2.labels.npy"))
+
+
+def test_sharded_batch_mode_features_put_the_permuted_batches_back_in_store_order(runs, tmp_path):
+    """--bn-stats batch draws its batches from a seeded permutation (features.batch_order); 2 ranks each run their
+    share of those batches and rank 0 puts the rows back where one process puts them."""
+    root = runs["root"]
+    args = [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:], "--bn-stats", "batch"]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "one.npy")],
+                                    env={"GANBENCH_CACHE": str(runs["cache"])})
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    one, two = np.load(tmp_path / "one.npy"), np.load(root / "features2-batch.npy")
+    assert np.array_equal(one, two)  # bit-identical
+    assert not np.allclose(one, np.load(root / "features2.npy"))  # batch statistics, not the train-batch ones

@@ -152,6 +152,32 @@ def test_float16_features_and_batch_mode_differ_from_running():
     assert not np.allclose(batch, f32)
 
 
+def test_batch_mode_draws_its_batches_from_a_seeded_permutation_not_the_class_sorted_store_order():
+    # "batch" normalises each image with its batch's statistics. Image folders are stored class by class, so
+    # store-order batches would carry the class in those statistics (a label leak): each batch is drawn from
+    # feat.batch_order's permutation and each row goes back to its image's place.
+    from ganbench.data import ImageStore
+
+    disc = small_disc()
+    digits = load_images("digits", None, "all", image_size=32, progress=False)
+    order = np.argsort(digits.labels[:200], kind="stable")  # a class-sorted store, as an image folder is
+    store = ImageStore(np.asarray(digits.images[:200])[order], digits.labels[:200][order], digits.classes,
+                       {"source": "digits", "split": "sorted", "fingerprint": "sorted"})
+    got = extract_features(disc, store, FeatureSpec("x", [4, 6], "batch", "float32"), batch_size=64,
+                           progress=False, use_cache=False)
+    perm = feat.batch_order(200, "batch")
+    assert not np.array_equal(perm, np.arange(200)) and feat.batch_order(200, "running") is None
+    with torch.no_grad(), feat.frozen_batchnorm(disc, train=True):
+        for k in range(0, 200, 64):
+            idx = np.sort(perm[k:k + 64])
+            assert len(set(store.labels[idx])) >= (8 if len(idx) == 64 else 5)  # every batch mixes the classes
+            x = feat._to_input(store.images[idx], disc.channels, torch.device("cpu"))
+            maps = disc.feature_maps(x)
+            want = pool_maps([maps[3], maps[5]]).numpy()
+            np.testing.assert_allclose(got[idx], want, rtol=1e-3, atol=1e-4)  # NHWC vs NCHW kernels
+    assert FeatureSpec("x", [6], "batch").key(store) != FeatureSpec("x", [6], "running").key(store)
+
+
 def test_splits_and_sampling():
     val, pool = shuffled_split(100, 30, seed=1)
     assert len(val) == 30 and len(pool) == 70 and not set(val) & set(pool)
