@@ -314,10 +314,11 @@ def portable(value: Any, spec: CompareSpec, out: Path) -> Any:
         return {k: portable(v, spec, out) for k, v in value.items()}
     if isinstance(value, list):
         return [portable(v, spec, out) for v in value]
-    if isinstance(value, str) and value.startswith(os.sep):
+    if isinstance(value, str) and os.sep in value:  # a path, or a label or note that quotes one
         for prefix, replacement in swaps:
-            if value == prefix.rstrip(os.sep) or value.startswith(prefix):
-                return replacement + value[len(prefix):]
+            if value == prefix.rstrip(os.sep):
+                return replacement or "."
+            value = value.replace(prefix, replacement)
     return value
 
 
