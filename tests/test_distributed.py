@@ -231,7 +231,7 @@ def test_sharded_features_equal_single_process_features(runs, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
-    assert runs["job"].stdout.count("wrote") == 1  # rank 0 only
+    assert runs["job"].stdout.count("features2.npy:") == 1  # rank 0 only
     one, two = np.load(tmp_path / "one.npy"), np.load(root / "features2.npy")
     assert one.shape == (1797, (8 + 8 + 16 + 16 + 32 + 32) * 16) and one.dtype == np.float32
     assert np.array_equal(one, two)  # bit-identical
@@ -251,6 +251,7 @@ def test_sharded_batch_mode_features_put_the_permuted_batches_back_in_store_orde
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
+    assert runs["job"].stdout.count("features2-batch.npy:") == 1  # rank 0 only
     one, two = np.load(tmp_path / "one.npy"), np.load(root / "features2-batch.npy")
     assert np.array_equal(one, two)  # bit-identical
     assert not np.allclose(one, np.load(root / "features2.npy"))  # batch statistics, not the train-batch ones
