@@ -62,7 +62,7 @@ def machine(device: str | torch.device = "cpu") -> dict[str, object]:
         cpu = platform.processor() or platform.machine() or "unknown CPU"
     kind = next((k for k in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if k in flags), None)
     out: dict[str, object] = {"cpu": cpu, "cpu_kind": kind, "threads": torch.get_num_threads()}
-    device = torch.device(device)
+    device = pick_device(device) if device == "auto" else torch.device(device)
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
     return out
