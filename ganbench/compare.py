@@ -426,9 +426,7 @@ def _probe(spec: CompareSpec, checkpoint: str | None, random_kwargs: dict[str, A
     light: dict[str, Any] = {}
     notes = [f"ganbench compare {spec.name}"]
     if curve:
-        protocol = PROTOCOLS[spec.probe]
-        rows_only = protocol.kind == "per_class" and protocol.test_trials is None and protocol.split == "shuffled"
-        light = {"trials": spec.curve_trials, "needed_rows_only": rows_only,
+        light = {"trials": spec.curve_trials, "needed_rows_only": PROTOCOLS[spec.probe].reads_subset_rows,
                  "calibration_images": spec.curve_calibration_images or CURVE_CALIBRATION_IMAGES}
         notes.append("curve point (not the final protocol)")
     return evaluate_representation(spec.probe, d, spec.data_root, layers=spec.probe_layers,

@@ -54,6 +54,12 @@ class Protocol:
     calibrate_on: str = "train"  # "train" (all training images) or "pool" (training minus validation)
     resize_ok: bool = False  # images may be resized to the model's size without --allow-resize (tiny digit sets)
 
+    @property
+    def reads_subset_rows(self) -> bool:
+        """Whether features of just the rows its trials and validation read suffice (needed_rows_only): a few-label
+        protocol that tests its selection subsets on a test split of its own."""
+        return self.kind == "per_class" and self.test_trials is None and self.split != "stratified"
+
 
 PROTOCOLS = {
     p.name: p
@@ -195,7 +201,7 @@ def evaluate_representation(
     n_trials = trials or (protocol.test_trials if protocol.test_trials is not None else protocol.trials)
     needed = None
     if needed_rows_only:
-        if protocol.kind != "per_class" or protocol.test_trials is not None or tr_idx is not None:
+        if not protocol.reads_subset_rows:
             raise ConfigError(f"{protocol.name}: computing only the rows a protocol reads applies to few-label "
                               "protocols that test their selection subsets (cifar10-400, mnist)")
         subsets = per_class_subsets(y_train, pool, protocol.per_class, n_trials, seed)
