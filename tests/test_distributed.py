@@ -81,8 +81,6 @@ def runs(tmp_path_factory):
         {"config": asdict(replace(BASE, objective="wgan-gp", steps=2, sync_bn=False)), "out": str(root / "wgan")},
         {"cli": [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:],
                  "--out", str(root / "features2.npy")]},
-        {"cli": [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:], "--bn-stats", "batch",
-                 "--out", str(root / "features2-batch.npy")]},
         {**_failing_job(root, "nan"), "exit": 2},
         {"cli": ["train", "--dataset", "fake", "--batch-size", "15", "--out", str(root / "odd"), "--quiet"], "exit": 2},
     ]
@@ -219,36 +217,20 @@ def test_killed_rank_stops_the_job_and_leaves_a_loadable_checkpoint(tmp_path):
     assert ckpt["step"] == 3 and all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
 
 
-def _single_process_features(runs, out: Path, *extra: str) -> np.ndarray:
-    """`ganbench features` of the single-process D in this process, at one thread, as the torchrun job ran it."""
-    args = [FEATURES[0], str(runs["root"] / "single" / "checkpoints" / "last.pt"), *FEATURES[1:], *extra]
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        result = CliRunner().invoke(cli, [*args, "--out", str(out)], env={"GANBENCH_CACHE": str(runs["cache"])})
-    finally:
-        torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
-    return np.load(out)
-
-
 def test_sharded_features_equal_single_process_features(runs, tmp_path):
     """Train-batch BN statistics and features of 2 ranks (in the torchrun job) against one process."""
     root = runs["root"]
-    one = _single_process_features(runs, tmp_path / "one.npy")
-    assert runs["job"].stdout.count("features2.npy:") == 1  # rank 0 only
-    two = np.load(root / "features2.npy")
+    args = [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:]]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "one.npy")],
+                                    env={"GANBENCH_CACHE": str(runs["cache"])})
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert runs["job"].stdout.count("wrote") == 1  # rank 0 only
+    one, two = np.load(tmp_path / "one.npy"), np.load(root / "features2.npy")
     assert one.shape == (1797, (8 + 8 + 16 + 16 + 32 + 32) * 16) and one.dtype == np.float32
     assert np.array_equal(one, two)  # bit-identical
     assert np.array_equal(np.load(tmp_path / "one.labels.npy"), np.load(root / "features2.labels.npy"))
-
-
-def test_sharded_batch_mode_features_put_the_permuted_batches_back_in_store_order(runs, tmp_path):
-    """--bn-stats batch draws its batches from a seeded permutation (features.batch_order); 2 ranks each run their
-    share of those batches and rank 0 puts the rows back where one process puts them."""
-    root = runs["root"]
-    one = _single_process_features(runs, tmp_path / "one.npy", "--bn-stats", "batch")
-    assert runs["job"].stdout.count("features2-batch.npy:") == 1  # rank 0 only
-    two = np.load(root / "features2-batch.npy")
-    assert np.array_equal(one, two)  # bit-identical
-    assert not np.allclose(one, np.load(root / "features2.npy"))  # batch statistics, not the train-batch ones
