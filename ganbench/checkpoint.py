@@ -81,8 +81,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint without executing code from it (torch.load weights_only=True), and check its shape."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    learner_ok: bool = False) -> dict[str, Any]:
+    """Read a checkpoint without executing code from it (torch.load weights_only=True), and check its shape.
+
+    learner_ok: also accept the checkpoint of a learner that is not a GAN (`ganbench train --learner`: k-means,
+    pixels), which has no G or D; callers that need a network leave it False and get a one-line refusal.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt file written by `ganbench train`")
@@ -101,6 +106,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"checkpoint {path} is not a readable ganbench checkpoint ({first[:160]}); "
             "it may be truncated or not a torch file: use another one, e.g. checkpoints/last.pt"
         ) from None
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("learner"), dict):
+        name = ckpt["learner"].get("name")
+        if not learner_ok:
+            raise CheckpointError(
+                f"checkpoint {path} holds a {name!r} learner, not a GAN: it has no generator or discriminator; "
+                "probe it with `ganbench eval cifar10|svhn|mnist|digits --checkpoint`"
+            )
+        if ckpt.get("format_version") != FORMAT_VERSION or not isinstance(ckpt.get("state"), dict):
+            raise CheckpointError(f"checkpoint {path} is a {name!r} learner checkpoint of another format; refit it "
+                                  "with `ganbench train --learner`")
+        return ckpt
     if not isinstance(ckpt, dict) or "model" not in ckpt or "G" not in ckpt or "D" not in ckpt:
         raise CheckpointError(
             f"checkpoint {path} lacks the keys 'model', 'G' and 'D'; it was not written by ganbench "

@@ -14,7 +14,7 @@ from click.core import ParameterSource
 
 from ganbench import __version__, choices
 from ganbench.config import AMP_MODES, DEVICES, SCHEDULES, TrainConfig, read_config
-from ganbench.errors import GanbenchError
+from ganbench.errors import ConfigError, GanbenchError
 
 
 class GanbenchGroup(click.Group):
@@ -206,18 +206,28 @@ def _collect_config(ctx: click.Context, config_file: str | None) -> tuple[TrainC
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out first.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--learner", help="Fit a learner that is not a GAN instead: kmeans (Coates et al. 2011) or pixels; "
+                                "see `ganbench learners`.")
+@click.option("--learner-arg", "learner_args", multiple=True, metavar="KEY=VALUE",
+              help="Learner option, e.g. centroids=1600 (repeatable).")
 @click.pass_context
 def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: bool, overwrite: bool,
-              quiet: bool, **_: object) -> None:
+              quiet: bool, learner: str | None, learner_args: tuple[str, ...], **_: object) -> None:
     """Train a GAN; writes config.toml, metrics.jsonl, samples/, curves.png and checkpoints/ under --out.
 
     Under `torchrun --nproc-per-node N -m ganbench train ...` the run is data-parallel: --batch-size is the global
     batch, split across the N processes, and rank 0 writes the files.
+
+    With --learner, fits that learner instead (config.toml, fit.json, checkpoints/last.pt, and for k-means
+    centroids.png); `ganbench eval ... --checkpoint OUT/checkpoints/last.pt` probes it like a D.
     """
     from ganbench import distributed
     from ganbench.train.loop import train
 
     cfg, explicit = _collect_config(ctx, config_file)
+    if learner is not None or learner_args:
+        _fit_learner(learner, learner_args, cfg, explicit, out, resume, overwrite, quiet)
+        return
     result = train(cfg, out, resume=resume, overwrite=overwrite, explicit=explicit, progress=not quiet)
     if not distributed.is_main():
         return
@@ -227,6 +237,48 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
         f"loss_G {m.get('loss_g', float('nan')):.4f}, {result.images_per_second:.1f} images/s "
         f"(last interval); checkpoint {result.last_checkpoint}"
     )
+
+
+LEARNER_SETTINGS = {"dataset", "data_root", "split", "download", "max_images", "seed", "device"}
+
+
+def _fit_learner(learner: str | None, learner_args: tuple[str, ...], cfg: TrainConfig, explicit: set[str], out: str,
+                 resume: bool, overwrite: bool, quiet: bool) -> None:
+    from ganbench.train.learner import fit_learner
+
+    if learner is None:
+        raise ConfigError("--learner-arg needs --learner NAME (kmeans or pixels)")
+    gan_only = sorted(explicit - LEARNER_SETTINGS)
+    if gan_only:
+        flags = ", ".join("--" + k.replace("_", "-") for k in gan_only)
+        raise ConfigError(f"--learner {learner} is fitted, not trained as a GAN: {flags} do not apply; give its "
+                          "options as --learner-arg KEY=VALUE (see `ganbench learners`)")
+    if resume:
+        raise ConfigError(f"--learner {learner} is fitted in one go and cannot be resumed; fit it again with "
+                          "--overwrite")
+    result = fit_learner(learner, _parse_key_values(learner_args, "--learner-arg"), out, dataset=cfg.dataset,
+                         data_root=cfg.data_root, split=cfg.split, download=cfg.download, max_images=cfg.max_images,
+                         seed=cfg.seed, device=cfg.device, overwrite=overwrite, progress=not quiet)
+    rec = result.record
+    click.echo(f"fitted {learner} on {rec['dataset'].get('n', '?')} images: {rec['features']} features, "
+               f"{rec['wall_time_s']['fit']:.0f} s, peak memory {rec['peak_rss_gib']:.1f} GiB; "
+               f"checkpoint {result.checkpoint}")
+
+
+@cli.command("learners")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def learners_cmd(as_json: bool) -> None:
+    """List the learners that are not GANs (`ganbench train --learner NAME`), with their options."""
+    from ganbench.representations import LEARNERS
+
+    rows = [{"name": n, "paper": c.paper, "description": c.description, "options": dict(c.options)}
+            for n, c in sorted(LEARNERS.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        opts = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "no options"
+        click.echo(f"{row['name']:<8} {row['description']}\n{'':<8} {row['paper']}; {opts}")
 
 
 # ---------------------------------------------------------------------------------------------- sample
@@ -431,7 +483,7 @@ def _probe_options(func):
 
 
 def _run_probe(protocols: list[str], **kw) -> None:
-    from ganbench.evaluate import evaluate_representation, load_discriminator
+    from ganbench.evaluate import evaluate_representation, load_representation
     from ganbench.report.records import append_record
 
     if kw["trials"] is not None and kw["trials"] < 1:
@@ -439,8 +491,8 @@ def _run_probe(protocols: list[str], **kw) -> None:
     from ganbench import distributed
 
     device = str(distributed.setup(kw["device"]))  # under torchrun: this rank's device, the process group up
-    d = load_discriminator(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
-                           device=device, model_kwargs=_parse_key_values(kw["model_args"]))
+    d = load_representation(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
+                            device=device, model_kwargs=_parse_key_values(kw["model_args"]))
     for name in protocols:
         record = evaluate_representation(
             name, d, kw["data_root"], layers=kw["layers"], bn_stats=kw["bn_stats"],

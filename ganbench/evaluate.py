@@ -22,7 +22,14 @@ from ganbench.checkpoint import (
 )
 from ganbench.data import ImageStore, load_images
 from ganbench.errors import ConfigError
-from ganbench.features import FeatureSpec, extract_features, feature_dim, parse_layers, train_batch_statistics
+from ganbench.features import (
+    FeatureSpec,
+    extract_features,
+    extract_representation,
+    feature_dim,
+    parse_layers,
+    train_batch_statistics,
+)
 from ganbench.models.base import Discriminator
 from ganbench.probe.protocols import (
     SVHN_C_GRID,
@@ -87,6 +94,60 @@ class Discriminatee:
     checkpoint: dict[str, Any] | None
     training: dict[str, Any]
     partial: bool = False
+
+
+@dataclass
+class Learned:
+    """A fitted representation of a learner that is not a GAN (ganbench.representations), with its provenance."""
+
+    rep: Any
+    identity: str
+    model: dict[str, Any]
+    checkpoint: dict[str, Any]
+    training: dict[str, Any]
+    partial: bool = False
+
+    @property
+    def image_size(self) -> int:
+        return int(self.rep.image_size)
+
+
+def load_representation(checkpoint: str | None = None, random_init: str | None = None, *, seed: int = 0,
+                        variant_file: str | None = None, device: str = "cpu",
+                        model_kwargs: dict[str, Any] | None = None) -> Discriminatee | Learned:
+    """What a probe reads: a GAN's D (from a checkpoint, or randomly initialised: load_discriminator), or the
+    fitted representation a `ganbench train --learner` checkpoint holds."""
+    if checkpoint is not None and random_init is None:
+        ckpt = load_checkpoint(checkpoint, learner_ok=True)
+        if "learner" in ckpt:
+            if model_kwargs:
+                raise ConfigError("--model-arg applies to --random-init only; a checkpoint carries its own settings")
+            return _learned(ckpt, checkpoint)
+    return load_discriminator(checkpoint, random_init, seed=seed, variant_file=variant_file, device=device,
+                              model_kwargs=model_kwargs)
+
+
+def _learned(ckpt: dict[str, Any], path: str) -> Learned:
+    from ganbench.errors import CheckpointError
+    from ganbench.representations import build_learner
+
+    info = ckpt["learner"]
+    settings = dict(info.get("settings") or {})
+    try:
+        rep = build_learner(str(info.get("name")), int(settings.pop("image_size")), int(settings.pop("channels")),
+                            settings)
+        rep.load_state_dict(ckpt["state"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds a {info.get('name')!r} learner this ganbench cannot rebuild "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); refit it with "
+                              "`ganbench train --learner`") from None
+    sha = file_sha256(path)
+    cfg = ckpt.get("config") or {}
+    training = {"source": f"ganbench train --learner {info['name']}", "dataset": cfg.get("dataset"), "steps": None,
+                "seed": cfg.get("seed"), "fit": ckpt.get("fit")}
+    model = {"name": info["name"], "learner": info["name"], "settings": dict(info.get("settings") or {}),
+             "partial": False}
+    return Learned(rep, sha, model, {"path": str(path), "sha256": sha}, training)
 
 
 def load_discriminator(checkpoint: str | None = None, random_init: str | None = None, *, seed: int = 0,
@@ -178,15 +239,16 @@ def evaluate_representation(
     if protocol_name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol_name!r}; choose one of {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[protocol_name]
-    resized = _check_image_size(protocol, d.disc.image_size, allow_resize)
+    learned = isinstance(d, Learned)
+    image_size = d.image_size if learned else d.disc.image_size
+    if learned:
+        _check_learner_options(d, layers, amp)
+    resized = _check_image_size(protocol, image_size, allow_resize)
     dev = distributed.setup(device)
     t_start = time.perf_counter()
-    disc = d.disc.to(dev)
-    chosen = parse_layers(layers, len(disc.layer_shapes()))
-    dim = feature_dim(disc, chosen)
     # rank 0 decodes the stores once; the other ranks then map them
     train, test, tr_idx, te_idx = distributed.main_first(
-        lambda: _stores(protocol, data_root, disc.image_size, seed, download, progress))
+        lambda: _stores(protocol, data_root, image_size, seed, download, progress))
     y_all = np.asarray(train.labels)
     y_train = y_all if tr_idx is None else y_all[tr_idx]
     validation, pool = _split(protocol, y_train, seed)
@@ -206,36 +268,26 @@ def evaluate_representation(
                               "protocols that test their selection subsets (cifar10-400, mnist)")
         subsets = per_class_subsets(y_train, pool, protocol.per_class, n_trials, seed)
         needed = np.unique(np.concatenate([validation, *subsets]))
-    calib_global = calib_rows if tr_idx is None else tr_idx[calib_rows]
-    stats = None
-    calibration = None
     stages: dict[str, float] = {}  # the part of "features" spent on BN statistics, when they were computed
-    if bn_stats == "train-batches":
-        # computed at most once, and only when the features are not cached (the other protocol of
-        # `--protocol both` finds them cached: same images, split and calibration)
-        def compute_stats():
-            t0 = time.perf_counter()
-            values = train_batch_statistics(disc, np.asarray(train.images[np.sort(calib_global)]), 128, dev,
-                                            progress=progress, amp=amp)
-            stages["bn_statistics"] = round(time.perf_counter() - t0, 2)
-            return values
-
-        stats = functools.cache(compute_stats)
+    rows_store = None if needed is None else ImageStore(
+        np.asarray(train.images[needed]), np.asarray(train.labels)[needed], train.classes,
+        {**train.meta, "rows": int(len(needed))})
+    if learned:
+        feats_train, feats_test, feature_info = _learned_features(
+            d, train if rows_store is None else rows_store, test, feature_dtype, batch_size, dev, progress,
+            use_cache=needed is None)
+    else:
+        calib_global = calib_rows if tr_idx is None else tr_idx[calib_rows]
         calibration = (f"{train.meta.get('fingerprint')}:{protocol.calibrate_on}:{protocol.split}:"
                        f"{seed}:{len(calib_rows)}")
-    spec = FeatureSpec(d.identity, chosen, bn_stats, feature_dtype, 4, calibration, amp)
+        feats_train, feats_test, feature_info = _network_features(
+            d.disc.to(dev), d.identity, train, test, rows_store, layers, bn_stats, feature_dtype, amp, batch_size,
+            dev, progress, calib_global, calibration, stages)
+        feature_info["calibration"] = protocol.calibrate_on if bn_stats == "train-batches" else None
+    if calibration_images is not None and not learned and bn_stats == "train-batches":
+        feature_info["calibration_images"] = int(len(calib_rows))
     if needed is not None:
-        # one-off matrices: uncached (a curve point is computed once, and the cache holds whole splits)
-        rows_store = ImageStore(np.asarray(train.images[needed]), np.asarray(train.labels)[needed], train.classes,
-                                {**train.meta, "rows": int(len(needed))})
-        feats_train = extract_features(disc, rows_store, spec, bn_stats_values=stats, batch_size=batch_size,
-                                       device=dev, progress=progress, use_cache=False)
-    else:
-        feats_train = extract_features(disc, train, spec, bn_stats_values=stats, batch_size=batch_size,
-                                       device=dev, progress=progress)
-    feats_test = feats_train if test is train else extract_features(
-        disc, test, spec, bn_stats_values=stats, batch_size=batch_size, device=dev, progress=progress,
-        use_cache=needed is None)
+        feature_info["train_rows_extracted"] = int(len(needed))
     if not distributed.is_main():
         return None
     if needed is not None:
@@ -263,10 +315,11 @@ def evaluate_representation(
     if resized:
         record_notes.append(resized)
     if d.partial:
+        chosen = feature_info["layers"]
         record_notes.append(f"partial discriminator: layers {chosen[0]}-{chosen[-1]} only")
     if amp != "off":
         record_notes.append(f"features computed under {amp} autocast")
-    if calibration_images is not None and bn_stats == "train-batches":
+    if calibration_images is not None and bn_stats == "train-batches" and not learned:
         record_notes.append(f"BN statistics from {len(calib_rows)} calibration images (a seeded sample)")
     if needed is not None:
         record_notes.append(f"features of the {len(needed)} training images the {n_trials} trial(s) and the "
@@ -274,16 +327,13 @@ def evaluate_representation(
     return {
         "kind": "probe",
         "protocol": protocol.name,
-        "label": label or _default_label(d, chosen),
+        "label": label or _default_label(d, feature_info.get("layers")),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": d.model,
         "checkpoint": d.checkpoint,
         "training": d.training,
         "data": {"train": train.meta, "test": test.meta, "data_root": data_root},
-        "features": {"dim": dim, "layers": chosen, "bn_stats": bn_stats, "dtype": feature_dtype, "grid": 4, "amp": amp,
-                     "calibration": protocol.calibrate_on if bn_stats == "train-batches" else None,
-                     **({"calibration_images": int(len(calib_rows))} if calibration_images is not None else {}),
-                     **({"train_rows_extracted": int(len(needed))} if needed is not None else {})},
+        "features": feature_info,
         "svm": outcome["svm"],
         "settings": {**outcome["settings"], "protocol": protocol.name, "split": protocol.split},
         "results": outcome["results"],
@@ -294,6 +344,59 @@ def evaluate_representation(
         "wall_time_s": {"data": round(t_data - t_start, 2), "features": round(t_feat - t_data, 2), **stages,
                         **outcome["wall_time_s"], "total": round(t_end - t_start, 2)},
     }
+
+
+def _network_features(disc: Discriminator, identity: str, train: ImageStore, test: ImageStore,
+                      rows_store: ImageStore | None, layers: str | None, bn_stats: str, feature_dtype: str, amp: str,
+                      batch_size: int, dev: torch.device, progress: bool, calib_rows: np.ndarray, calibration: str,
+                      stages: dict[str, float]) -> tuple[Any, Any, dict[str, Any]]:
+    """D's pooled feature maps of the training images (or of rows_store, the rows a curve point reads, uncached)
+    and of the test images, with the train-batches BN statistics of train.images[calib_rows] when asked."""
+    chosen = parse_layers(layers, len(disc.layer_shapes()))
+    stats = None
+    if bn_stats == "train-batches":
+        # computed at most once, and only when the features are not cached (the other protocol of
+        # `--protocol both` finds them cached: same images, split and calibration)
+        def compute_stats():
+            t0 = time.perf_counter()
+            values = train_batch_statistics(disc, np.asarray(train.images[np.sort(calib_rows)]), 128, dev,
+                                            progress=progress, amp=amp)
+            stages["bn_statistics"] = round(time.perf_counter() - t0, 2)
+            return values
+
+        stats = functools.cache(compute_stats)
+    else:
+        calibration = None
+    spec = FeatureSpec(identity, chosen, bn_stats, feature_dtype, 4, calibration, amp)
+    common = {"bn_stats_values": stats, "batch_size": batch_size, "device": dev, "progress": progress}
+    feats_train = extract_features(disc, rows_store or train, spec, use_cache=rows_store is None, **common)
+    feats_test = feats_train if test is train else extract_features(disc, test, spec, use_cache=rows_store is None,
+                                                                    **common)
+    info = {"dim": feature_dim(disc, chosen), "layers": chosen, "bn_stats": bn_stats, "dtype": feature_dtype,
+            "grid": 4, "amp": amp, "calibration": None}
+    return feats_train, feats_test, info
+
+
+def _check_learner_options(d: Learned, layers: str | None, amp: str) -> None:
+    """Options that shape a network's features mean nothing for a fitted learner: refused, not ignored."""
+    name = d.model["name"]
+    if layers not in (None, "", "all"):
+        raise ConfigError(f"--layers picks a network's layers; the {name} representation has none: leave it out")
+    if amp != "off":
+        raise ConfigError(f"--amp applies to a network's feature passes; the {name} representation computes in "
+                          "float32: leave it out")
+
+
+def _learned_features(d: Learned, train: ImageStore, test: ImageStore, feature_dtype: str, batch_size: int,
+                      dev: torch.device, progress: bool, use_cache: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """A fitted learner's features of the training images (or the rows a curve point reads) and the test images."""
+    common = {"dtype": feature_dtype, "batch_size": batch_size, "device": dev, "progress": progress,
+              "use_cache": use_cache}
+    feats_train = extract_representation(d.rep, d.identity, train, **common)
+    feats_test = feats_train if test is train else extract_representation(d.rep, d.identity, test, **common)
+    info = {"dim": int(d.rep.dim), "representation": d.model["name"], "settings": d.model["settings"],
+            "dtype": feature_dtype}
+    return feats_train, feats_test, info
 
 
 def _check_image_size(protocol: Protocol, size: int, allow_resize: bool) -> str | None:
@@ -319,8 +422,10 @@ def _peak_rss_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # ru_maxrss is KiB on Linux
 
 
-def _default_label(d: Discriminatee, layers: list[int]) -> str:
+def _default_label(d: Discriminatee | Learned, layers: list[int] | None) -> str:
     src = d.training.get("source", "")
+    if isinstance(d, Learned):
+        return f"{d.model['name']} ({d.rep.dim} features) fitted on {d.training.get('dataset')}"
     name = d.model.get("name", "?")
     if src == "random init":
         return f"{name} random init (D layers {layers[0]}-{layers[-1]})"

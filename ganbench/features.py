@@ -312,6 +312,55 @@ def extract_features(
     return np.load(path, mmap_mode="r")
 
 
+def representation_key(identity: str, settings: dict[str, Any], dtype: str, store: ImageStore) -> str:
+    """The cache key of a fitted learner's features (identity: its checkpoint's sha256)."""
+    payload = {"v": FEATURES_VERSION, "identity": identity, "representation": settings, "dtype": dtype,
+               "data": store.meta.get("fingerprint"), "source": store.meta.get("source"),
+               "split": store.meta.get("split"), "n": len(store)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@torch.no_grad()
+def extract_representation(rep: Any, identity: str, store: ImageStore, *, dtype: str = "float16",
+                           batch_size: int = 256, device: str | torch.device = "cpu", progress: bool = True,
+                           use_cache: bool = True, out: str | os.PathLike | None = None) -> np.ndarray:
+    """A fitted learner's features (ganbench.representations: k-means, pixels) of every image of store, (N, dim),
+    reused from or written to the feature cache like a network's (a sidecar marks a finished matrix).
+
+    Computed in one process (under torchrun every rank would compute the same matrix: refused).
+    """
+    if distributed.active():
+        raise ConfigError(f"the {rep.name} representation is computed in one process; run this evaluation "
+                          "without torchrun")
+    if dtype not in FEATURE_DTYPES:
+        raise ConfigError(f"unknown --feature-dtype {dtype!r}; choose float16 or float32")
+    rep.check_images(store.images[:1])
+    n, dim = len(store), int(rep.dim)
+    key = representation_key(identity, {"name": rep.name, **rep.settings()}, dtype, store)
+    if out is None:
+        path = cache_dir() / "features" / f"{store.meta.get('source')}-{store.meta.get('split')}-{rep.name}-" \
+                                         f"{key[:20]}.npy"
+        if use_cache and (cached := _load_cached(path, (n, dim), dtype)) is not None:
+            return cached
+    else:
+        path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = path.with_suffix(".json")
+    sidecar.unlink(missing_ok=True)
+    device = torch.device(device)
+    with atomic_path(path) as tmp:
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[dtype], shape=(n, dim))
+        for start in _progress(range(0, n, batch_size), progress, f"{rep.name} features", batch_size, n):
+            chunk = np.asarray(store.images[start:start + batch_size])
+            matrix[start:start + len(chunk)] = rep.transform(chunk, device).float().cpu().numpy()
+        matrix.flush()
+        del matrix
+    meta = {"complete": True, "shape": [n, dim], "dtype": dtype, "representation": rep.name,
+            "settings": rep.settings(), "identity": identity, "dataset": store.meta}
+    atomic_write(sidecar, json.dumps(meta, indent=1, default=str))
+    return np.load(path, mmap_mode="r")
+
+
 def _load_cached(path: Path, shape: tuple[int, int], dtype: str) -> np.ndarray | None:
     sidecar = path.with_suffix(".json")
     try:

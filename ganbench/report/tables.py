@@ -298,9 +298,18 @@ def _row_note(number: int, base: dict[str, Any], parts: list[tuple[str, dict[str
     training = _training_text(base)
     seed = _get(base, "training.seed")
     pieces.append(f"weights: {training}" + (f", seed {seed}" if seed is not None else ""))
+    fit = _get(base, "training.fit")
+    if isinstance(fit, dict) and isinstance(fit.get("wall_time_s"), dict):
+        where = fit.get("machine", {}).get("cpu") if isinstance(fit.get("machine"), dict) else None
+        pieces.append(f"fit in {_g(fit['wall_time_s'].get('fit'))} s, peak memory {_g(fit.get('peak_rss_gib'))} GiB"
+                      + (f" ({where})" if where else ""))
     feat = base.get("features")
     if isinstance(feat, dict):
         bits = []
+        if feat.get("representation") is not None:  # a learner that is not a GAN: k-means, pixels
+            settings = feat.get("settings") if isinstance(feat.get("settings"), dict) else {}
+            shown = ", ".join(f"{k}={_g(v)}" for k, v in settings.items() if k not in ("image_size", "channels"))
+            bits.append(f"{feat['representation']}" + (f" ({shown})" if shown else ""))
         if feat.get("layers") is not None:
             bits.append(f"D layers {_layers_text(feat.get('layers'))}")
         if feat.get("dim") is not None:
