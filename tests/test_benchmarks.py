@@ -225,3 +225,25 @@ def test_bench_curve_refuses_bad_input_in_one_line(tmp_path):
                           (["--data-root", ".", "--repeats", "0"], "--repeats must be at least 1")):
         proc = run("bench_curve.py", *args, tmp_path=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bench_kmeans_runs_both_to_the_same_clustering_and_prints_their_ratio(tmp_path):
+    """bench_kmeans.py on random images: scikit-learn (ganbench's fit) and the torch loop run Lloyd from the same
+    start for the same iterations, so they reach the same mean squared distance; the ratio is of its own times."""
+    out = tmp_path / "kmeans.md"
+    proc = run("bench_kmeans.py", "--patches", "3000", "--centroids", "30", "--iterations", "4", "--out", str(out),
+               tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["implementation"]: r for r in table(out.read_text())}
+    ours, loop = rows["ganbench (scikit-learn)"], rows["torch loop"]
+    assert number(ours["mean squared distance to the nearest centroid"]) == pytest.approx(
+        number(loop["mean squared distance to the nearest centroid"]), rel=1e-3)
+    printed = float(re.search(r"([\d.]+)x the speed of the torch loop", out.read_text()).group(1))
+    assert printed == pytest.approx(number(loop["seconds"]) / number(ours["seconds"]), rel=0.15, abs=0.06)
+
+
+def test_bench_kmeans_refuses_bad_input_in_one_line(tmp_path):
+    for args, message in ((["--centroids", "50", "--patches", "10"], "exceeds --patches"),
+                          (["--data-root", "nowhere"], "--data-root nowhere does not exist")):
+        proc = run("bench_kmeans.py", *args, tmp_path=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -105,27 +105,41 @@ def test_kmeans_encoding_against_direct_loops_and_standardisation():
     np.testing.assert_allclose(feats, expect, rtol=1e-3, atol=1e-3)
 
 
-def test_kmeans_matches_scikit_learn_lloyd_from_the_same_start():
-    from sklearn.cluster import KMeans
+def lloyd(x: np.ndarray, start: np.ndarray, iterations: int) -> np.ndarray:
+    """Lloyd's algorithm written out: nearest centroid by a loop over centroids, then cluster means."""
+    c = start.astype(np.float64).copy()
+    for _ in range(iterations):
+        d = np.stack([((x - ck) ** 2).sum(1) for ck in c], 1)
+        labels = d.argmin(1)
+        c = np.stack([x[labels == j].mean(0) for j in range(len(c))])
+    return c
 
+
+def test_kmeans_is_lloyd_from_distinct_random_rows():
     g = torch.Generator().manual_seed(3)
     centres = torch.randn(8, 5, generator=g) * 4
     x = (centres[torch.randint(0, 8, (3000,), generator=g)] + torch.randn(3000, 5, generator=g)).float()
-    start = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(11))[:8]].numpy()
-    ours = kmeans(x, 8, 20, torch.Generator().manual_seed(11))
-    ref = KMeans(8, init=start.astype(np.float64), n_init=1, max_iter=20, tol=0, algorithm="lloyd").fit(
-        x.double().numpy())
-    np.testing.assert_allclose(ours.centroids.numpy(), ref.cluster_centers_, rtol=1e-3, atol=1e-3)
-    assert ours.reseeded == 0
-    assert ours.inertia == pytest.approx(ref.inertia_ / len(x), rel=1e-3)
+    start = x.numpy()[np.random.default_rng(11).choice(3000, 8, replace=False)]
+    ours = kmeans(x, 8, 20, seed=11)
+    ref = lloyd(x.double().numpy(), start, ours.iterations)
+    np.testing.assert_allclose(ours.centroids.numpy(), ref, rtol=1e-4, atol=1e-4)
+    labels = ((x.double().numpy()[:, None] - ref[None]) ** 2).sum(2)
+    assert ours.inertia == pytest.approx(labels.min(1).mean(), rel=1e-4)
+    assert ours.empty_at_end == 0
 
 
-def test_empty_clusters_are_reseeded_and_counted():
-    x = torch.zeros(50, 3)
-    x[25:] = 1.0  # two distinct points only: with 4 centroids, two clusters stay empty
-    fit = kmeans(x, 4, 3, torch.Generator().manual_seed(0))
-    assert fit.reseeded >= 2
+def test_empty_clusters_are_relocated_not_left_dead():
+    x = torch.zeros(60, 3)
+    x[20:40] = 1.0
+    x[40:] = torch.tensor([5.0, 0.0, 0.0])
+    x[59] = torch.tensor([9.0, 9.0, 9.0])  # three groups and an outlier
+    start = x.numpy()[np.random.default_rng(0).choice(60, 4, replace=False)]
+    assert len(np.unique(start, axis=0)) < 4  # two centroids start on the same point: one cluster is left empty
+    fit = kmeans(x, 4, 10, seed=0)
     assert torch.isfinite(fit.centroids).all()
+    assert fit.empty_at_end == 0  # each centroid ends with patches: none is dead
+    found = {tuple(np.round(c, 3)) for c in fit.centroids.numpy()}
+    assert (9.0, 9.0, 9.0) in found and (0.0, 0.0, 0.0) in found and (1.0, 1.0, 1.0) in found
 
 
 def test_random_patches_are_windows_of_the_images():

@@ -76,44 +76,34 @@ class KMeansFit:
     """The centroids and how the fit went."""
 
     centroids: torch.Tensor  # (K, d)
-    iterations: int
-    reseeded: int  # empty clusters given a random patch as their new centroid, over all iterations
-    inertia: float  # mean squared distance of a patch to its centroid after the last assignment
+    iterations: int  # Lloyd iterations run (fewer than asked when the assignment stopped changing)
+    empty_at_end: int  # clusters without a patch in the last assignment
+    inertia: float  # mean squared distance of a patch to its centroid
 
 
-def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator, batch: int = 8192,
-           on_iteration: Callable[[int, float], None] | None = None) -> KMeansFit:
-    """Lloyd's k-means of the rows of x: centroids start at k distinct random rows; a cluster left empty by an
-    assignment gets a random row as its centroid (the authors' demo zeroes it instead; a zero centroid is never
-    nearest to a whitened patch again, so it would be a dead feature)."""
+EMPTY_CLUSTERS = ("scikit-learn relocates a cluster left empty by an assignment to the patch farthest from its "
+                  "centroid (the authors' demo zeroes it instead, a dead feature)")
+
+
+def kmeans(x: torch.Tensor, k: int, iterations: int, seed: int) -> KMeansFit:
+    """Lloyd's k-means of the rows of x (float32), from k distinct random rows, for at most `iterations`.
+
+    Fitted by scikit-learn's KMeans (algorithm "lloyd", one initialisation, tolerance 0: it stops early only when
+    no assignment changes): faster on 2 cores than a torch loop of the same algorithm (benchmarks/bench_kmeans.py,
+    results/benchmarks/kmeans.md), and well kept. Empty clusters: see EMPTY_CLUSTERS.
+    """
+    from sklearn.cluster import KMeans
+
     n = len(x)
     if k > n:
         raise ConfigError(f"k-means with {k} centroids needs at least {k} patches, got {n}; pass more patches or "
                           "fewer centroids")
-    centroids = x[torch.randperm(n, generator=generator)[:k]].clone()
-    reseeded, inertia = 0, math.nan
-    for it in range(iterations):
-        sums = torch.zeros(k, x.shape[1], dtype=torch.float64)
-        counts = torch.zeros(k, dtype=torch.float64)
-        half_c2 = 0.5 * centroids.square().sum(1)
-        total = 0.0
-        for lo in range(0, n, batch):
-            rows = x[lo:lo + batch]
-            # argmin ||x - c||^2 = argmax (x . c - ||c||^2 / 2)
-            score, labels = (rows @ centroids.T - half_c2).max(1)
-            total += float((rows.square().sum(1) - 2 * score).sum())
-            sums.index_add_(0, labels, rows.double())
-            counts += torch.bincount(labels, minlength=k).double()
-        inertia = total / n
-        empty = counts == 0
-        centroids = (sums / counts.clamp_min(1)[:, None]).float()
-        if empty.any():
-            picks = torch.randint(0, n, (int(empty.sum()),), generator=generator)
-            centroids[empty] = x[picks]
-            reseeded += int(empty.sum())
-        if on_iteration is not None:
-            on_iteration(it + 1, inertia)
-    return KMeansFit(centroids, iterations, reseeded, inertia)
+    data = x.detach().float().cpu().numpy()
+    start = data[np.random.default_rng(seed).choice(n, k, replace=False)]
+    fit = KMeans(k, init=start, n_init=1, max_iter=iterations, tol=0, algorithm="lloyd", random_state=seed).fit(data)
+    counts = np.bincount(fit.labels_, minlength=k)
+    return KMeansFit(torch.from_numpy(np.asarray(fit.cluster_centers_, np.float32)), int(fit.n_iter_),
+                     int((counts == 0).sum()), float(fit.inertia_) / n)
 
 
 def triangle(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -241,19 +231,17 @@ class KMeansFeatures:
         self.check_images(images)
         patches, iterations, standardize_images = self.n_patches, self.iterations, self.standardize_images
         rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(seed)
         raw = random_patches(images, patches, self.patch_size, rng)
         normed = normalize_patches(raw)
         self.mean_, self.zca_ = zca_fit(normed)
-        white = ((normed - self.mean_) @ self.zca_).to(device)
+        white = (normed - self.mean_) @ self.zca_
         del raw, normed
-
-        def report(it: int, inertia: float) -> None:
-            if progress is not None:
-                progress("k-means", it, iterations)
-
-        result = kmeans(white, self.n_centroids, iterations, gen.manual_seed(seed), on_iteration=report)
-        self.centroids_ = result.centroids.cpu()
+        if progress is not None:
+            progress("k-means", 0, 1)
+        result = kmeans(white, self.n_centroids, iterations, seed)
+        if progress is not None:
+            progress("k-means", 1, 1)
+        self.centroids_ = result.centroids
         chosen = np.arange(len(images))
         if standardize_images is not None and standardize_images < len(images):
             chosen = np.sort(rng.choice(len(images), standardize_images, replace=False))
@@ -271,5 +259,6 @@ class KMeansFeatures:
         var = (total_sq - n * mean.square()).clamp_min(0) / max(n - 1, 1)  # unbiased, as MATLAB's var
         self.feature_mean_ = mean.float()
         self.feature_std_ = torch.sqrt(var + FEATURE_VAR_EPS).float()
-        return {"iterations": result.iterations, "reseeded_clusters": result.reseeded,
-                "inertia": round(result.inertia, 6), "patches": patches, "standardize_images": int(n)}
+        return {"iterations": result.iterations, "empty_clusters_at_end": result.empty_at_end,
+                "empty_clusters": EMPTY_CLUSTERS, "inertia": round(result.inertia, 6), "patches": patches,
+                "standardize_images": int(n)}
