@@ -3,6 +3,12 @@
 A step is one G update and the D updates before it (simultaneous schedule), or one of the two (alternating).
 Each method does one thing; `run` calls them in order. The objective instance is created once, from the resolved
 configuration, and every loss goes through it: the Trainer never branches on an objective's name.
+
+Modules the objective owns (objectives/base.py) follow their side: their parameters are extra parameter groups of
+that side's Adam (so its settings and its checkpointed state cover them), they are placed, converted to
+SyncBatchNorm and wrapped in DDP as G and D are, set to training mode with G, and saved under the checkpoint's
+"owned" key. In each update the losses see the updating side's modules as trained (DDP wrappers under torchrun)
+and the other side's as plain modules; in G's update D's side gets no weight gradients.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from ganbench.checkpoint import (
     build_from_checkpoint,
     link_or_copy,
     load_checkpoint,
+    load_owned_modules,
     model_record,
+    owned_payload,
     save_checkpoint,
 )
 from ganbench.config import TrainConfig, write_config
@@ -131,7 +139,8 @@ class Trainer:
             self.cfg = replace(cfg, channels=channels)
 
     def _build_networks(self) -> None:
-        """The objective, then G and D (seeded; from the checkpoint on resume), on the device in their layout."""
+        """The objective, then G, D and the objective's owned modules (seeded; from the checkpoint on resume), on
+        the device in their layout."""
         cfg = self.cfg
         self.objective: Objective = get_objective(cfg.objective)(**cfg.objective_args)
         torch.manual_seed(cfg.seed)
@@ -139,7 +148,11 @@ class Trainer:
             gen, disc, _ = build_from_checkpoint(self.ckpt, cfg.variant_file)
         else:
             gen, disc = self.variant.build(**self.model_kwargs)
+        owned = self.objective.own_modules(gen, disc)
+        if self.ckpt is not None:
+            load_owned_modules(owned, self.ckpt)
         self.gen, self.disc = self._place_module(gen), self._place_module(disc)
+        self.owned = {name: replace(item, module=self._place_module(item.module)) for name, item in owned.items()}
 
     def _place_module(self, net: torch.nn.Module) -> torch.nn.Module:
         """net on the device, with SyncBatchNorm under torchrun when asked (BatchNorm over the global batch, as one
@@ -157,6 +170,8 @@ class Trainer:
                                       weight_decay=cfg.weight_decay)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                       weight_decay=cfg.weight_decay)
+        for item in self.owned.values():  # one group per owned module, after its side's network, in build order
+            (self.opt_d if item.side == "d" else self.opt_g).add_param_group({"params": list(item.module.parameters())})
         # one scaler per optimizer: each loss has its own backward and its own overflow history
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
@@ -216,8 +231,15 @@ class Trainer:
         self.g_step, self.d_step = (torch.compile(g_train), torch.compile(d_train)) if compile_ else (g_train, d_train)
         # G's update runs D without weight gradients: through D itself, not DDP's wrapper, which would wait for them
         self.d_for_g = self.d_step if self.world == 1 else (torch.compile(self.disc) if compile_ else self.disc)
+        # owned modules, not compiled: small heads, or an encoder a probe reads later
+        trained = {name: (self._ddp(item.module, find_unused_parameters=True) if self.world > 1 else item.module)
+                   for name, item in self.owned.items()}
+        self.views = {side: {name: trained[name] if item.side == side else item.module
+                             for name, item in self.owned.items()} for side in ("d", "g")}
 
     def _ddp(self, net: torch.nn.Module, **options: Any) -> torch.nn.Module:
+        """net in DDP. Owned modules pass find_unused_parameters: one may hold parameters no loss reaches (BiGAN's
+        encoder keeps the copy of D's output layer), which DDP would otherwise wait for."""
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -236,6 +258,9 @@ class Trainer:
     def step(self, step: int) -> None:
         """One step: D and G updates on the schedule; their losses go to the window's sums."""
         self.gen.train()
+        for item in self.owned.values():
+            if item.side == "g":  # D and its side stay in training mode throughout
+                item.module.train()
         if self.cfg.schedule == "simultaneous":
             loss_d, loss_g = self._simultaneous_step(step)
         elif step % 2 == 1:  # alternating, as in the authors' code: this minibatch updates D only
@@ -255,24 +280,24 @@ class Trainer:
             z = self._draw_z()
             with self.autocast, torch.set_grad_enabled(j == k_d - 1):
                 fake = self.g_step(z)
-            loss_d = self._update_d(x, fake.detach())
+            loss_d = self._update_d(x, fake.detach(), z)
             if j < k_d - 1:
                 self._record_loss("loss_d", loss_d, step)
-        return loss_d, self._update_g(x, fake)
+        return loss_d, self._update_g(x, fake, z)
 
     def _alternating_d_step(self, step: int) -> torch.Tensor:
         x = self.data.batch(step)
         z = self._draw_z()
         with torch.no_grad(), self.autocast:
             fake = self.g_step(z)
-        return self._update_d(x, fake)
+        return self._update_d(x, fake, z)
 
     def _alternating_g_step(self, step: int) -> torch.Tensor:
         x = self.data.batch(step)
         z = self._draw_z()
         with self.autocast:
             fake = self.g_step(z)
-        return self._update_g(x, fake)
+        return self._update_g(x, fake, z)
 
     def _draw_z(self) -> torch.Tensor:
         z = self.gen.sample_z(self.cfg.batch_size, generator=self.z_gen, device=self.device)
@@ -280,9 +305,14 @@ class Trainer:
         local = self.data.local
         return z if self.world == 1 else z[self.rank * local:(self.rank + 1) * local]
 
-    def _update_d(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _latent(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The keyword z for an objective whose losses take the latent batch (Objective.takes_z)."""
+        return {"z": z} if self.objective.takes_z else {}
+
+    def _update_d(self, x: torch.Tensor, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.objective.use_modules(self.views["d"])
         with self.autocast:
-            loss, logs = self.objective.d_loss(self.d_step, x, fake)
+            loss, logs = self.objective.d_loss(self.d_step, x, fake, **self._latent(z))
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss).backward()
         self.scaler_d.step(self.opt_d)
@@ -290,17 +320,24 @@ class Trainer:
         self._accumulate(logs, "d")
         return loss.detach()
 
-    def _update_g(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        self.disc.requires_grad_(False)  # no weight gradients for D in the G step
+    def _update_g(self, x: torch.Tensor, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self._freeze_d_side(True)  # no weight gradients for D's side in the G step
+        self.objective.use_modules(self.views["g"])
         with self.autocast:
-            loss, logs = self.objective.g_loss(self.d_for_g, x, fake)
+            loss, logs = self.objective.g_loss(self.d_for_g, x, fake, **self._latent(z))
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
-        self.disc.requires_grad_(True)
+        self._freeze_d_side(False)
         self._accumulate(logs, "g")
         return loss.detach()
+
+    def _freeze_d_side(self, frozen: bool) -> None:
+        self.disc.requires_grad_(not frozen)
+        for item in self.owned.values():
+            if item.side == "d":
+                item.module.requires_grad_(not frozen)
 
     # ------------------------------------------------------------------------------------------------ logging
     def _reset_window(self) -> None:
@@ -408,6 +445,8 @@ class Trainer:
         return path
 
     def _payload(self, step: int, rng: dict[str, Any]) -> dict[str, Any]:
+        # "owned" only when there are owned modules: checkpoints of the other objectives stay as they were
+        owned = {"owned": owned_payload(self.owned)} if self.owned else {}
         return {
             "model": self.record, "G": self.gen.state_dict(), "D": self.disc.state_dict(),
             "opt_G": self.opt_g.state_dict(), "opt_D": self.opt_d.state_dict(),
@@ -415,7 +454,7 @@ class Trainer:
             "scaler_G": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else None,
             "step": step, "rng": rng,
             "objective": {"name": self.objective.name, "state": self.objective.state_dict()},
-            "config": self.cfg.to_dict(), "provenance": self.provenance,
+            "config": self.cfg.to_dict(), "provenance": self.provenance, **owned,
         }
 
     # ---------------------------------------------------------------------------------------------------- run
