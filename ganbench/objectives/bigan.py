@@ -15,25 +15,23 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from ganbench.models.base import Discriminator, init_dcgan_weights
 from ganbench.objectives.base import Logs, Objective, OwnedModule, unwrap
 
 
 class Encoder(Discriminator):
-    """E: images -> z. D's conv stack (a copy with new weights, without spectral normalisation, which is D's
-    regulariser) and a linear map of its last map, flattened, to nz. It keeps the Discriminator feature contract
-    (feature_maps, channels, layer_shapes, feature_dim), so the probes read it as they read D."""
+    """E: images -> z. D's conv stack (a copy, spectral norm included when D has it, with new weights) and a
+    linear map of its last map, flattened, to nz. It keeps the Discriminator feature contract (feature_maps,
+    channels, layer_shapes, feature_dim), so the probes read it as they read D. The copy's output layer stays unused.
+    """
 
     def __init__(self, disc: Discriminator, nz: int):
         super().__init__()
-        trunk = copy.deepcopy(disc)
-        for module in list(trunk.modules()):
-            for name in list(getattr(module, "parametrizations", {}) or {}):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=False)
-        init_dcgan_weights(trunk)
-        self.trunk = trunk
+        # a copy, not a new instance: D's constructor arguments are not known here (any variant's D works).
+        # Spectral norm stays: removing a parametrisation from a copy edits the class it shares with D
+        self.trunk = copy.deepcopy(disc)
+        init_dcgan_weights(self.trunk)
         self.channels, self.image_size = disc.channels, disc.image_size
         c, h, w = disc.layer_shapes()[-1]
         self.to_z = nn.Linear(c * h * w, nz)
