@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ganbench.errors import CheckpointError, ModelError
 from ganbench.models.base import Discriminator, Generator, Variant
-from ganbench.registry import get_variant, load_variant_file
+from ganbench.objectives import Objective, OwnedModule
+from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
 
 FORMAT_VERSION = 1
 
@@ -164,6 +166,78 @@ def build_from_checkpoint(
                 f"with {ckpt['model'].get('kwargs')}: {str(exc).splitlines()[0]}"
             ) from None
     return gen.to(device), disc.to(device), variant
+
+
+def owned_payload(owned: dict[str, OwnedModule]) -> dict[str, Any]:
+    """The checkpoint's "owned" entry: {name: {"side": "d" or "g", "state": state_dict}}."""
+    return {name: {"side": item.side, "state": item.module.state_dict()} for name, item in owned.items()}
+
+
+def load_owned_modules(owned: dict[str, OwnedModule], ckpt: dict[str, Any]) -> None:
+    """Load the checkpoint's owned-module states into owned (built by its objective); a checkpoint written before
+    owned modules existed has none. Names, sides and shapes must match, else one line of CheckpointError."""
+    saved = ckpt.get("owned") or {}
+    objective = (ckpt.get("config") or {}).get("objective")
+    if set(saved) != set(owned):
+        raise CheckpointError(
+            f"checkpoint's owned modules ({', '.join(sorted(saved)) or 'none'}) do not match those objective "
+            f"{objective!r} builds ({', '.join(sorted(owned)) or 'none'}); use a checkpoint of this objective"
+        )
+    for name, item in owned.items():
+        if saved[name].get("side") != item.side:
+            raise CheckpointError(f"checkpoint's owned module {name!r} is on side {saved[name].get('side')!r}, "
+                                  f"objective {objective!r} puts it on {item.side!r}; use a checkpoint of it")
+        try:
+            item.module.load_state_dict(saved[name]["state"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint weights of owned module {name!r} do not fit objective {objective!r}: "
+                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+
+
+def objective_from_checkpoint(ckpt: dict[str, Any], objective_file: str | None = None) -> Objective:
+    """The objective a checkpoint was trained with, with its options (a file objective needs objective_file)."""
+    if objective_file:
+        load_objective_file(objective_file)
+    cfg = ckpt.get("config") or {}
+    return get_objective(cfg.get("objective") or cfg.get("loss") or "ns")(**(cfg.get("objective_args") or {}))
+
+
+def build_owned_module(ckpt: dict[str, Any], name: str, variant_file: str | None = None,
+                       objective_file: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild one module the checkpoint's objective owns (e.g. BiGAN's "encoder") with its trained weights.
+
+    G and D are rebuilt from the registry, the objective from the checkpoint's config (objective, objective_args),
+    then its build_modules, then the saved states. Returns the module in train mode, as the networks of
+    build_from_checkpoint are; a representation (Objective.representations) keeps the Discriminator feature contract.
+    """
+    saved = ckpt.get("owned") or {}
+    if name not in saved:
+        raise CheckpointError(f"checkpoint has no owned module {name!r}; it has "
+                              f"{', '.join(sorted(saved)) or 'none (its objective owns no modules)'}")
+    gen, disc, _ = build_from_checkpoint(ckpt, variant_file)
+    owned = objective_from_checkpoint(ckpt, objective_file).own_modules(gen, disc)
+    load_owned_modules(owned, ckpt)
+    return owned[name].module.to(device)
+
+
+def owned_modules_info(ckpt: dict[str, Any], variant_file: str | None = None,
+                       objective_file: str | None = None) -> list[dict[str, Any]]:
+    """The checkpoint's owned modules, rebuilt: name, side, parameters, whether a representation (then its
+    feature_dim too); [] for a checkpoint without any."""
+    if not ckpt.get("owned"):
+        return []
+    gen, disc, _ = build_from_checkpoint(ckpt, variant_file)
+    objective = objective_from_checkpoint(ckpt, objective_file)
+    owned = objective.own_modules(gen, disc)
+    load_owned_modules(owned, ckpt)
+    rows = []
+    for name, item in owned.items():
+        row = {"name": name, "side": item.side, "parameters": sum(p.numel() for p in item.module.parameters()),
+               "representation": name in objective.representations}
+        if row["representation"]:
+            row["feature_dim"] = item.module.feature_dim()
+        rows.append(row)
+    return rows
 
 
 def training_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:

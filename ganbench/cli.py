@@ -101,12 +101,15 @@ def models_cmd(as_json: bool, variant_file: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.option("--objective-file", help="Also load an objective from path/to/file.py:NAME.")
 def objectives_cmd(as_json: bool, objective_file: str | None) -> None:
-    """List the registered GAN objectives: D steps per G step, D output kind, paper defaults, paper."""
-    from ganbench.registry import available_objectives, load_objective_file, objective_origin
+    """List the registered GAN objectives: D steps per G step, D output kind, paper defaults, paper, and the modules
+    each owns (side, parameters on the default dcgan32)."""
+    from ganbench.registry import available_objectives, load_objective_file, objective_origin, owned_modules_table
 
     if objective_file:
         load_objective_file(objective_file)
-    rows = [{**cls.describe(), "origin": objective_origin(cls.name)} for cls in available_objectives()]
+    classes = available_objectives()
+    owned = owned_modules_table(classes)
+    rows = [{**cls.describe(), "origin": objective_origin(cls.name), "owns": owned[cls.name]} for cls in classes]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -117,6 +120,14 @@ def objectives_cmd(as_json: bool, objective_file: str | None) -> None:
         click.echo(f"{r['name']:<18}{r['d_steps']:>8}  {r['output_kind']:<9}{lr:>8}  {betas:<11}{r['paper']}")
         if r["options"]:
             click.echo(f"{'':<18}options: " + ", ".join(f"{k}={v}" for k, v in r["options"].items()))
+        if r["owns"]:
+            click.echo(f"{'':<18}owns (on dcgan32): " + ", ".join(_owned_text(m) for m in r["owns"]))
+
+
+def _owned_text(module: dict) -> str:
+    """'encoder (G side, 1,234,567 parameters, representation)'."""
+    kind = ", representation" if module["representation"] else ""
+    return f"{module['name']} ({module['side'].upper()} side, {module['parameters']:,} parameters{kind})"
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -762,10 +773,12 @@ def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, f
 @cli.command("inspect")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--variant", "variant_file")
+@click.option("--objective-file", help="The objective file of a checkpoint trained with one (path.py:NAME).")
 @click.option("--json", "as_json", is_flag=True)
-def inspect_cmd(checkpoint: str, variant_file: str | None, as_json: bool) -> None:
-    """Model name, nz, image size, layers (channels, spatial size) and feature_dim of a checkpoint."""
-    from ganbench.checkpoint import build_from_checkpoint, load_checkpoint
+def inspect_cmd(checkpoint: str, variant_file: str | None, objective_file: str | None, as_json: bool) -> None:
+    """Model name, nz, image size, layers (channels, spatial size) and feature_dim of a checkpoint, and the modules
+    its objective owns."""
+    from ganbench.checkpoint import build_from_checkpoint, load_checkpoint, owned_modules_info
 
     ckpt = load_checkpoint(checkpoint)
     gen, disc, variant = build_from_checkpoint(ckpt, variant_file)
@@ -779,6 +792,7 @@ def inspect_cmd(checkpoint: str, variant_file: str | None, as_json: bool) -> Non
         "partial": bool(prov.get("partial") or ckpt["model"].get("partial")),
         "generator": ckpt.get("G") is not None,
         "source": prov.get("source", "ganbench train"),
+        "owned": owned_modules_info(ckpt, variant_file, objective_file),
     }
     if as_json:
         click.echo(json.dumps(info, indent=1))
@@ -788,6 +802,9 @@ def inspect_cmd(checkpoint: str, variant_file: str | None, as_json: bool) -> Non
                f"nz {info['nz']}, step {info['step']}, feature_dim {info['feature_dim']:,}")
     for layer in info["layers"]:
         click.echo(f"  layer {layer['layer']}: {layer['channels']} x {layer['height']} x {layer['width']}")
+    for module in info["owned"]:
+        dim = f", feature_dim {module['feature_dim']:,}" if "feature_dim" in module else ""
+        click.echo(f"  owned by {ckpt['config'].get('objective')}: {_owned_text(module)}{dim}")
 
 
 # ------------------------------------------------------------------------------------------------ tables

@@ -134,6 +134,26 @@ def available_objectives() -> list[type[Objective]]:
     return [_OBJECTIVES[k] for k in sorted(_OBJECTIVES)]
 
 
+def owned_modules_table(objectives: list[type[Objective]], model: str = "dcgan32") -> dict[str, list[dict]]:
+    """What each objective owns when given the default architecture of model: per objective a list of
+    {name, side, parameters, representation}. Built with a forked random state, so the caller's stream is untouched."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        gen, disc = get_variant(model).build()
+        table = {}
+        for cls in objectives:
+            try:
+                owned = cls().build_modules(gen, disc)
+            except Exception as exc:  # a plug-in's build_modules: its failure in one line
+                raise ModelError(f"objective {cls.name!r}: build_modules failed on {model}: "
+                                 f"{type(exc).__name__}: {exc}") from None
+            table[cls.name] = [{"name": name, "side": item.side,
+                                "parameters": sum(p.numel() for p in item.module.parameters()),
+                                "representation": name in cls.representations} for name, item in owned.items()]
+    return table
+
+
 def load_objective_file(spec: str) -> type[Objective]:
     """Load `path/to/file.py:NAME` (an Objective subclass), register it and return it."""
     path_text, attr = _split_spec(spec, "--objective-file")

@@ -74,10 +74,14 @@ def to_signed_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """The DCGAN paper's init: conv and linear weights N(0, 0.02), BN gains N(1, 0.02), biases 0."""
+    """The DCGAN paper's init: conv and linear weights N(0, 0.02), BN gains N(1, 0.02), biases 0. A weight under a
+    parametrisation (spectral norm) is initialised in the tensor the parametrisation reads."""
+    from torch.nn.utils import parametrize
+
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):

@@ -3,11 +3,16 @@
 An objective may call `D.feature_maps`, take gradients with respect to D's input, or keep state; the training loop
 knows no objective by name. It declares how many D steps it takes per G step, whether D's output is a logit (shown as
 a probability) or a critic value (shown raw), and its paper's optimizer defaults.
+
+An objective may also own modules (a rotation head, an encoder), built from the architecture it is given and each
+assigned to D's or G's side: the Trainer optimizes an owned module with its side's optimizer, in its side's update,
+and saves and restores it with the checkpoint. The losses reach them as `self.modules[name]`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -15,6 +20,31 @@ from torch import nn
 
 Logs = dict[str, torch.Tensor]
 OUTPUT_KINDS = ("logit", "critic")
+SIDES = ("d", "g")
+
+
+@dataclass(frozen=True)
+class OwnedModule:
+    """A module an objective owns and the side that trains it: "d" (D's optimizer settings, updated in D's step)
+    or "g" (G's, in G's step)."""
+
+    module: nn.Module
+    side: str
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside DDP and torch.compile wrappers, for calls other than forward (`D.feature_maps`).
+
+    Under torchrun the gradients of such a call still reach the wrapped parameters and are averaged over the ranks,
+    provided a forward through the wrapper ran in the same update (it arms DDP's reducer): call D(x) first.
+    """
+    while True:
+        if isinstance(module, nn.parallel.DistributedDataParallel):
+            module = module.module
+        elif isinstance(getattr(module, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            module = module._orig_mod
+        else:
+            return module
 
 
 class Objective:
@@ -28,6 +58,15 @@ class Objective:
       model_defaults     constructor arguments the objective needs from the architecture (e.g. no BatchNorm in a
                          WGAN-GP critic); applied when the architecture accepts them and the user did not set them
       options            the keyword options the constructor takes, with their defaults (shown and validated)
+      representations    names of owned modules that are representations a probe may read: each implements the
+                         Discriminator feature contract (feature_maps, channels, layer_shapes, feature_dim)
+      takes_z            whether d_loss and g_loss take the latent batch of the fake batch as keyword z (BiGAN's
+                         pair discriminator scores (G(z), z))
+
+    Owned modules: `build_modules(gen, disc)` returns them; the Trainer hands them to the losses through
+    `use_modules` before each update, so that `self.modules[name]` is, in d_loss, a D-side module as trained (its
+    DDP wrapper under torchrun) and a G-side module as a plain module whose outputs need no gradient (detach them
+    or use torch.no_grad), and in g_loss the reverse. Outside the Trainer `own_modules` builds and attaches them.
     """
 
     name: ClassVar[str] = ""
@@ -39,6 +78,8 @@ class Objective:
     betas: ClassVar[tuple[float, float] | None] = None
     model_defaults: ClassVar[Mapping[str, Any]] = {}
     options: ClassVar[Mapping[str, Any]] = {}
+    representations: ClassVar[tuple[str, ...]] = ()
+    takes_z: ClassVar[bool] = False
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.options))
@@ -48,6 +89,34 @@ class Objective:
             accepted = ", ".join(f"{k} (default {v})" for k, v in self.options.items()) or "none"
             raise ConfigError(f"objective {self.name!r} takes no option {', '.join(unknown)}; it accepts {accepted}")
         self.settings = {**self.options, **options}
+        self.modules: dict[str, nn.Module] = {}
+
+    def build_modules(self, gen: nn.Module, disc: nn.Module) -> dict[str, OwnedModule]:
+        """New modules this objective owns, shaped from the architecture (D.layer_shapes(), gen.nz, D.channels,
+        D.image_size), freshly initialised; none by default. Called once per run, on the CPU, after G and D are
+        built (so under the run's seed), and again by checkpoint.build_owned_module to rebuild them."""
+        return {}
+
+    def own_modules(self, gen: nn.Module, disc: nn.Module) -> dict[str, OwnedModule]:
+        """build_modules, checked (sides, representations), and attached as plain modules for the losses."""
+        from ganbench.errors import ModelError
+        from ganbench.models.base import Discriminator
+
+        owned = self.build_modules(gen, disc)
+        for name, item in owned.items():
+            if not (isinstance(item, OwnedModule) and isinstance(item.module, nn.Module) and item.side in SIDES):
+                raise ModelError(f"objective {self.name!r}: build_modules must map names to OwnedModule(module, side) "
+                                 f"with side 'd' or 'g'; {name!r} is {item!r:.80}")
+        for name in self.representations:
+            if not isinstance(getattr(owned.get(name), "module", None), Discriminator):
+                raise ModelError(f"objective {self.name!r}: representation {name!r} must be an owned "
+                                 "ganbench.models.base.Discriminator subclass (the feature contract)")
+        self.use_modules({name: item.module for name, item in owned.items()})
+        return owned
+
+    def use_modules(self, modules: Mapping[str, nn.Module]) -> None:
+        """The owned modules the next loss calls see (the Trainer's views: see the class docstring)."""
+        self.modules = dict(modules)
 
     def d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, Logs]:
         """D's loss on a real batch and a (detached) fake batch, and scalars to log (device tensors)."""
@@ -76,4 +145,5 @@ class Objective:
         """A plain description for listings and records."""
         return {"name": cls.name, "paper": cls.paper, "description": cls.description, "d_steps": cls.d_steps,
                 "output_kind": cls.output_kind, "lr": cls.lr, "betas": list(cls.betas) if cls.betas else None,
-                "model_defaults": dict(cls.model_defaults), "options": dict(cls.options)}
+                "model_defaults": dict(cls.model_defaults), "options": dict(cls.options),
+                "representations": list(cls.representations)}

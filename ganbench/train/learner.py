@@ -24,7 +24,7 @@ from ganbench.files import atomic_write
 from ganbench.progress import progress_bar
 from ganbench.representations import build_learner
 from ganbench.train.artifacts import save_grid
-from ganbench.train.loop import hold_run_dir, prepare_run_dir
+from ganbench.train.rundir import hold_run_dir, prepare_run_dir
 
 DEFAULT_IMAGE_SIZE = 32
 
