@@ -463,6 +463,12 @@ def _probe_options(func):
         click.option("--data-root", help="Where the dataset lies."),
         click.option("--download", is_flag=True, help="Fetch the dataset if a downloader exists."),
         click.option("--layers", help="D layers to use, e.g. 1-4 or 1,3,5 (default: all)."),
+        click.option("--representation", default="d", show_default=True,
+                     help="What to probe: d (the discriminator) or an owned module the objective declares a "
+                          "representation, e.g. encoder (BiGAN's E); see `ganbench inspect CKPT`."),
+        click.option("--objective", help="With --random-init and --representation NAME: the objective that builds "
+                                         "that module (e.g. bigan)."),
+        click.option("--objective-file", help="path/to/file.py:NAME, for a plug-in objective's representation."),
         click.option("--bn-stats", type=click.Choice(choices.BN_STATS), default=choices.BN_STATS_DEFAULT,
                      show_default=True, help="BatchNorm statistics at extraction (train-batches: the authors')."),
         click.option("--feature-dtype", type=click.Choice(choices.FEATURE_DTYPES), default=choices.FEATURE_DTYPE_PROBE,
@@ -503,7 +509,9 @@ def _run_probe(protocols: list[str], **kw) -> None:
 
     device = str(distributed.setup(kw["device"]))  # under torchrun: this rank's device, the process group up
     d = load_representation(kw["checkpoint"], kw["random_init"], seed=kw["seed"], variant_file=kw["variant_file"],
-                            device=device, model_kwargs=_parse_key_values(kw["model_args"]))
+                            device=device, model_kwargs=_parse_key_values(kw["model_args"]),
+                            representation=kw["representation"], objective=kw["objective"],
+                            objective_file=kw["objective_file"])
     for name in protocols:
         record = evaluate_representation(
             name, d, kw["data_root"], layers=kw["layers"], bn_stats=kw["bn_stats"],
@@ -738,21 +746,28 @@ def stats_cmd(source, out, data_root, inception_weights, fid_dims, inception_inp
 @click.option("--feature-dtype", type=click.Choice(choices.FEATURE_DTYPES), default=choices.FEATURE_DTYPE_EXPORT,
               show_default=True)
 @click.option("--variant", "variant_file")
+@click.option("--representation", default="d", show_default=True,
+              help="d (the discriminator) or an owned representation module, e.g. encoder (BiGAN's E).")
+@click.option("--objective-file", help="path/to/file.py:NAME, for a plug-in objective's representation.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=choices.FEATURE_BATCH, show_default=True)
 @click.option("--quiet", is_flag=True)
-def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, feature_dtype, variant_file, device,
-                 batch_size, quiet) -> None:
+def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, feature_dtype, variant_file,
+                 representation, objective_file, device, batch_size, quiet) -> None:
     """Export discriminator features (every layer max-pooled to 4x4, concatenated) as an .npy for other tools."""
     import numpy as np
 
     from ganbench import distributed
     from ganbench.data import load_images
-    from ganbench.evaluate import load_discriminator
+    from ganbench.evaluate import Learned, load_representation
     from ganbench.features import FeatureSpec, extract_features, parse_layers, train_batch_statistics
 
     dev = distributed.setup(device)  # under torchrun the batches are shared out and gathered on rank 0
-    d = load_discriminator(checkpoint, variant_file=variant_file, device=str(dev))
+    d = load_representation(checkpoint, variant_file=variant_file, device=str(dev), representation=representation,
+                            objective_file=objective_file)
+    if isinstance(d, Learned):
+        _export_learned(d, dataset, data_root, split, out, feature_dtype, layers, dev, batch_size, quiet)
+        return
     store = distributed.main_first(
         lambda: load_images(dataset, data_root, split, image_size=d.disc.image_size, progress=not quiet))
     chosen = parse_layers(layers, len(d.disc.layer_shapes()))
@@ -766,6 +781,22 @@ def features_cmd(checkpoint, dataset, data_root, split, out, layers, bn_stats, f
                               out=out, progress=not quiet)
     if matrix is None:  # another rank than 0: rank 0 has written the file
         return
+    np.save(Path(out).with_suffix(".labels.npy"), np.asarray(store.labels))
+    click.echo(f"wrote {out}: {matrix.shape[0]} x {matrix.shape[1]} {feature_dtype} (labels beside it)")
+
+
+def _export_learned(d, dataset, data_root, split, out, feature_dtype, layers, dev, batch_size, quiet) -> None:
+    """`ganbench features` of a fitted learner (k-means, pixels): its transform of the split."""
+    import numpy as np
+
+    from ganbench.data import load_images
+    from ganbench.features import extract_representation
+
+    if layers:
+        raise ConfigError(f"--layers picks a network's layers; the {d.model['name']} representation has none")
+    store = load_images(dataset, data_root, split, image_size=d.image_size, progress=not quiet)
+    matrix = extract_representation(d.rep, d.identity, store, dtype=feature_dtype, batch_size=batch_size,
+                                    device=dev, progress=not quiet, out=out)
     np.save(Path(out).with_suffix(".labels.npy"), np.asarray(store.labels))
     click.echo(f"wrote {out}: {matrix.shape[0]} x {matrix.shape[1]} {feature_dtype} (labels beside it)")
 

@@ -112,19 +112,85 @@ class Learned:
         return int(self.rep.image_size)
 
 
+DEFAULT_REPRESENTATION = "d"
+
+
 def load_representation(checkpoint: str | None = None, random_init: str | None = None, *, seed: int = 0,
                         variant_file: str | None = None, device: str = "cpu",
-                        model_kwargs: dict[str, Any] | None = None) -> Discriminatee | Learned:
-    """What a probe reads: a GAN's D (from a checkpoint, or randomly initialised: load_discriminator), or the
-    fitted representation a `ganbench train --learner` checkpoint holds."""
+                        model_kwargs: dict[str, Any] | None = None, representation: str = DEFAULT_REPRESENTATION,
+                        objective: str | None = None, objective_file: str | None = None) -> Discriminatee | Learned:
+    """What a probe reads: a GAN's D (from a checkpoint, or randomly initialised: load_discriminator), a module
+    its objective owns and declares a representation (BiGAN's "encoder"), or the fitted representation of a
+    `ganbench train --learner` checkpoint.
+
+    representation: "d", or the name of an owned representation module.
+    objective: with random_init and a representation other than "d", the objective that builds that module (its
+        freshly initialised weights are the baseline); objective_file loads a plug-in objective.
+    """
     if checkpoint is not None and random_init is None:
         ckpt = load_checkpoint(checkpoint, learner_ok=True)
         if "learner" in ckpt:
             if model_kwargs:
                 raise ConfigError("--model-arg applies to --random-init only; a checkpoint carries its own settings")
+            if representation != DEFAULT_REPRESENTATION:
+                raise ConfigError(f"--representation {representation} reads a module of a GAN checkpoint; "
+                                  f"{checkpoint} holds a fitted {ckpt['learner'].get('name')} learner: leave it out")
             return _learned(ckpt, checkpoint)
-    return load_discriminator(checkpoint, random_init, seed=seed, variant_file=variant_file, device=device,
-                              model_kwargs=model_kwargs)
+    if representation == DEFAULT_REPRESENTATION:
+        if objective is not None or objective_file is not None:
+            raise ConfigError("--objective builds an owned representation of a random init; give --representation "
+                              "NAME with it (D needs no objective)")
+        return load_discriminator(checkpoint, random_init, seed=seed, variant_file=variant_file, device=device,
+                                  model_kwargs=model_kwargs)
+    return _owned_representation(checkpoint, random_init, representation, seed=seed, variant_file=variant_file,
+                                 device=device, model_kwargs=model_kwargs, objective=objective,
+                                 objective_file=objective_file)
+
+
+def _owned_representation(checkpoint: str | None, random_init: str | None, name: str, *, seed: int,
+                          variant_file: str | None, device: str, model_kwargs: dict[str, Any] | None,
+                          objective: str | None, objective_file: str | None) -> Discriminatee:
+    """An owned representation module (trained, or freshly built under seed) as the network a probe reads."""
+    from ganbench.checkpoint import build_owned_module, objective_from_checkpoint
+    from ganbench.registry import get_objective, load_objective_file
+
+    if (checkpoint is None) == (random_init is None):
+        raise ConfigError("give --checkpoint CKPT or --random-init MODEL (exactly one)")
+    if checkpoint is not None:
+        if model_kwargs:
+            raise ConfigError("--model-arg applies to --random-init only; a checkpoint carries its own model arguments")
+        if objective is not None:
+            raise ConfigError("--objective applies to --random-init; a checkpoint names its own objective")
+        ckpt = load_checkpoint(checkpoint)
+        owner = objective_from_checkpoint(ckpt, objective_file)
+        _check_representation(name, owner, f"checkpoint {checkpoint} (objective {owner.name})")
+        module = build_owned_module(ckpt, name, variant_file, objective_file, device=device)
+        sha = file_sha256(checkpoint)
+        return Discriminatee(module, f"{sha}:{name}",
+                             dict(ckpt["model"], partial=False, representation=name, objective=owner.name),
+                             {"path": str(Path(checkpoint).resolve()), "sha256": sha}, training_provenance(ckpt))
+    if objective_file:
+        load_objective_file(objective_file)
+    if objective is None:
+        raise ConfigError(f"--representation {name} of a random init needs the objective that builds it: pass "
+                          "--objective NAME (e.g. bigan for its encoder)")
+    owner = get_objective(objective)()
+    _check_representation(name, owner, f"objective {owner.name}")
+    variant = get_variant(random_init)
+    torch.manual_seed(seed)
+    gen, disc = variant.build(**(model_kwargs or {}))
+    module = owner.own_modules(gen, disc)[name].module
+    kwargs = variant.model_kwargs(**(model_kwargs or {}))
+    identity = f"random-init:{variant.name}:{sorted(kwargs.items())}:seed={seed}:{owner.name}:{name}"
+    model = dict(model_record(variant, kwargs), partial=False, representation=name, objective=owner.name)
+    return Discriminatee(module.to(device), identity, model, None,
+                         {"source": "random init", "dataset": None, "steps": 0, "seed": seed})
+
+
+def _check_representation(name: str, owner: Any, where: str) -> None:
+    if name not in owner.representations:
+        have = ", ".join(("d", *owner.representations))
+        raise ConfigError(f"--representation {name}: {where} has no representation {name!r}; it has {have}")
 
 
 def _learned(ckpt: dict[str, Any], path: str) -> Learned:
@@ -333,7 +399,8 @@ def evaluate_representation(
         "checkpoint": d.checkpoint,
         "training": d.training,
         "data": {"train": train.meta, "test": test.meta, "data_root": data_root},
-        "features": feature_info,
+        "features": feature_info if not d.model.get("representation") else {
+            **feature_info, "representation": d.model["representation"]},
         "svm": outcome["svm"],
         "settings": {**outcome["settings"], "protocol": protocol.name, "split": protocol.split},
         "results": outcome["results"],
@@ -427,6 +494,11 @@ def _default_label(d: Discriminatee | Learned, layers: list[int] | None) -> str:
     if isinstance(d, Learned):
         return f"{d.model['name']} ({d.rep.dim} features) fitted on {d.training.get('dataset')}"
     name = d.model.get("name", "?")
+    rep = d.model.get("representation")
+    if rep:  # an owned module: BiGAN's encoder, ...
+        where = "random init" if src == "random init" else f"trained on {d.training.get('dataset')} " \
+                                                            f"{d.training.get('steps')} steps"
+        return f"{name} {rep} ({d.model.get('objective') or 'owned module'}), {where} (layers {layers[0]}-{layers[-1]})"
     if src == "random init":
         return f"{name} random init (D layers {layers[0]}-{layers[-1]})"
     if src == "dcgan_code import":

@@ -312,3 +312,67 @@ def test_objectives_and_inspect_show_owned_modules(bigan_run):
     owned = {m["name"]: m for m in json.loads(result.output)["owned"]}
     assert owned["encoder"]["side"] == "g" and owned["encoder"]["feature_dim"] == (4 + 4 + 8 + 8 + 16 + 16) * 16
     assert owned["joint"]["side"] == "d" and "feature_dim" not in owned["joint"]
+
+
+# ------------------------------------------------------------------------------------------- --representation
+def test_features_of_the_encoder_are_its_pooled_maps(bigan_run, tmp_path):
+    """`ganbench features --representation encoder` gives the encoder's feature maps max-pooled to 4x4, computed
+    here directly from the rebuilt module, and not D's."""
+    from ganbench.data import load_images
+    from ganbench.features import pool_maps
+
+    ckpt = bigan_run / "checkpoints" / "last.pt"
+    out = tmp_path / "enc.npy"
+    common = ["--dataset", "digits", "--split", "all", "--bn-stats", "running", "--feature-dtype", "float32",
+              "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(cli, ["features", str(ckpt), "--representation", "encoder", "--out", str(out),
+                                      *common])
+    assert result.exit_code == 0, result.output
+    got = np.load(out)
+    encoder = build_owned_module(load_checkpoint(ckpt), "encoder").eval()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    x = torch.from_numpy(np.array(store.images[:50])).float() / 127.5 - 1
+    with torch.no_grad():
+        direct = pool_maps(encoder.feature_maps(x.repeat(1, 3, 1, 1))).numpy()
+    assert got.shape == (len(store), encoder.feature_dim())
+    np.testing.assert_allclose(got[:50], direct, rtol=1e-4, atol=1e-5)
+    d_out = tmp_path / "d.npy"
+    assert CliRunner().invoke(cli, ["features", str(ckpt), "--out", str(d_out), *common]).exit_code == 0
+    assert np.load(d_out).shape == got.shape and not np.allclose(np.load(d_out), got)
+
+
+def test_eval_records_say_which_representation_they_read(bigan_run, tmp_path):
+    ckpt = str(bigan_run / "checkpoints" / "last.pt")
+    records = tmp_path / "r.jsonl"
+    common = ["--bn-stats", "running", "--C-grid", "0.01", "--records", str(records), "--quiet", "--device", "cpu"]
+    for extra in (["--checkpoint", ckpt], ["--checkpoint", ckpt, "--representation", "encoder"],
+                  ["--random-init", "dcgan32", "--model-arg", "ngf=4", "--model-arg", "ndf=4", "--model-arg", "nz=8",
+                   "--representation", "encoder", "--objective", "bigan"]):
+        result = CliRunner().invoke(cli, ["eval", "digits", *extra, *common])
+        assert result.exit_code == 0, result.output
+    d_rec, enc_rec, rand_rec = (json.loads(line) for line in records.read_text().splitlines())
+    assert "representation" not in d_rec["features"]  # D's records keep their old shape
+    assert enc_rec["features"]["representation"] == "encoder" and enc_rec["model"]["objective"] == "bigan"
+    assert "encoder" in enc_rec["label"] and enc_rec["checkpoint"]["sha256"] == d_rec["checkpoint"]["sha256"]
+    assert rand_rec["training"]["source"] == "random init" and rand_rec["features"]["representation"] == "encoder"
+    assert enc_rec["results"] != d_rec["results"] or enc_rec["svm"] != d_rec["svm"]
+    from ganbench.report.tables import _probe_key
+
+    assert _probe_key(d_rec) != _probe_key(enc_rec)  # one table row each
+
+
+def test_bad_representations_end_in_one_line(bigan_run, tmp_path):
+    ns_run = tmp_path / "ns"
+    train(tiny(objective="ns", steps=2, checkpoint_every=2), ns_run, progress=False)
+    cases = [
+        (["--checkpoint", str(ns_run / "checkpoints" / "last.pt"), "--representation", "encoder"],
+         "has no representation 'encoder'; it has d"),
+        (["--checkpoint", str(bigan_run / "checkpoints" / "last.pt"), "--representation", "joint"],
+         "has no representation 'joint'; it has d, encoder"),
+        (["--random-init", "dcgan32", "--representation", "encoder"], "needs the objective that builds it"),
+        (["--random-init", "dcgan32", "--objective", "bigan"], "give --representation NAME"),
+    ]
+    for extra, words in cases:
+        result = CliRunner().invoke(cli, ["eval", "digits", *extra, "--no-record", "--quiet"])
+        assert result.exit_code == 2 and words in result.output, (extra, result.output)
+        assert "Traceback" not in result.output

@@ -232,8 +232,11 @@ def _identity(record: dict[str, Any]) -> str:
 
 def _probe_key(record: dict[str, Any]) -> str:
     """A table row's key: checkpoint, feature layers, BN statistics and feature dtype, as sortable JSON."""
-    return json.dumps([_identity(record), _get(record, "features.layers"), _get(record, "features.bn_stats"),
-                       _get(record, "features.dtype")], sort_keys=True, default=str)
+    key = [_identity(record), _get(record, "features.layers"), _get(record, "features.bn_stats"),
+           _get(record, "features.dtype")]
+    if _get(record, "features.representation") is not None:  # D and BiGAN's encoder of one checkpoint: two rows
+        key.append(_get(record, "features.representation"))
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _inception_input(record: dict[str, Any]) -> str | None:
