@@ -131,7 +131,13 @@ def spec_from_dict(data: dict[str, Any], where: str = "SPEC") -> CompareSpec:
     if not isinstance(data["variants"], dict) or not all(isinstance(v, dict) for v in data["variants"].values()):
         raise ConfigError(f"{where}: variants must be tables, e.g. [variants.ns] objective = \"ns\"")
     for name, overrides in [("train", data.get("train", {})), *data["variants"].items()]:
-        TrainConfig.from_dict(dict(overrides), where=f"{where} [{name}]")  # refuses unknown training keys
+        training = {k: v for k, v in overrides.items() if k not in VARIANT_PROBE_KEYS or name == "train"}
+        TrainConfig.from_dict(training, where=f"{where} [{name}]")  # refuses unknown training keys
+    for name, overrides in data["variants"].items():
+        rep = overrides.get("probe_representation", DEFAULT_REPRESENTATION)
+        if not isinstance(rep, str) or not rep:
+            raise ConfigError(f"{where} [variants.{name}]: probe_representation must be a name such as \"encoder\", "
+                              f"got {rep!r}")
     try:
         spec = CompareSpec(budget_unit=unit, budget=amount, **data)
     except TypeError as exc:
@@ -144,6 +150,23 @@ def spec_from_dict(data: dict[str, Any], where: str = "SPEC") -> CompareSpec:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"{where}: {key} must be an integer, got {getattr(spec, key)!r}")
     return spec.validate()
+
+
+# keys of a [variants.NAME] table that shape its evaluation, not its training
+VARIANT_PROBE_KEYS = ("probe_representation",)
+DEFAULT_REPRESENTATION = "d"
+
+
+def training_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A variant's table without the keys that shape only its evaluation."""
+    return {k: v for k, v in overrides.items() if k not in VARIANT_PROBE_KEYS}
+
+
+def probe_representation(spec: CompareSpec, variant: str) -> str:
+    """What a variant's probe reads: "d" unless its table sets probe_representation (e.g. BiGAN's "encoder")."""
+    if variant == BASELINE:
+        return DEFAULT_REPRESENTATION
+    return str(spec.variants[variant].get("probe_representation", DEFAULT_REPRESENTATION))
 
 
 def preset_path(name: str) -> Path:
@@ -232,11 +255,12 @@ def plan(spec: CompareSpec, out: Path, device: str = "cpu") -> list[Unit]:
     units = []
     for name, overrides in spec.variants.items():
         for seed in spec.seeds:
-            base = {"model": spec.model, **spec.train, **overrides}
+            base = {"model": spec.model, **spec.train, **training_overrides(overrides)}
             cfg = TrainConfig.from_dict(base, where=f"variant {name}")
             cfg = replace(cfg, dataset=spec.dataset, data_root=spec.data_root, split=spec.split,
                           max_images=spec.max_images, seed=seed, device=device)
             resolved = resolve_config(replace(cfg, steps=1))
+            _check_representation(name, probe_representation(spec, name), resolved.objective)
             per_step = resolved.batch_size * (resolved.d_steps or 1)
             if spec.budget_unit == "steps":
                 steps, every = spec.budget, spec.eval_every
@@ -250,6 +274,15 @@ def plan(spec: CompareSpec, out: Path, device: str = "cpu") -> list[Unit]:
                           sample_every=cfg.sample_every if "sample_every" in base else every)
             units.append(Unit(name, seed, cfg, out / "runs" / _slug(name) / f"seed{seed}", steps, evals, per_step))
     return units
+
+
+def _check_representation(variant: str, rep: str, objective: str) -> None:
+    from ganbench.registry import get_objective
+
+    owned = get_objective(objective).representations
+    if rep != DEFAULT_REPRESENTATION and rep not in owned:
+        raise ConfigError(f"variant {variant!r}: probe_representation {rep!r} is not a representation of objective "
+                          f"{objective!r} (it has {', '.join((DEFAULT_REPRESENTATION, *owned))})")
 
 
 def _slug(name: str) -> str:
@@ -384,7 +417,8 @@ def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu",
                               "the run again")
         if spec.probe and (unit.variant, str(unit.seed), step, "probe") not in done:
             curve = spec.curve_trials is not None and step != unit.steps
-            record = _probe(spec, str(ckpt), None, device, progress, curve=curve)
+            record = _probe(spec, str(ckpt), None, device, progress, curve=curve,
+                            representation=probe_representation(spec, unit.variant))
             _append({**record, "machine": machine(device), "compare": tag}, spec, out, "probe.jsonl")
             _tensorboard_results(unit, step, "probe", record["results"])
             ran += 1
@@ -414,13 +448,15 @@ CURVE_CALIBRATION_IMAGES = 10000  # a curve point's BN statistics: 78 batches of
 
 
 def _probe(spec: CompareSpec, checkpoint: str | None, random_kwargs: dict[str, Any] | None, device: str,
-           progress: bool, seed: int = 0, curve: bool = False) -> dict[str, Any]:
+           progress: bool, seed: int = 0, curve: bool = False,
+           representation: str = DEFAULT_REPRESENTATION) -> dict[str, Any]:
     """The probe record of a checkpoint (or of the random-init D); curve: a point along training (curve_trials
-    trials, features of the rows those trials read, BN statistics of curve_calibration_images images)."""
-    from ganbench.evaluate import PROTOCOLS, evaluate_representation, load_discriminator
+    trials, features of the rows those trials read, BN statistics of curve_calibration_images images);
+    representation: what of the checkpoint the probe reads (D, or an owned module such as BiGAN's encoder)."""
+    from ganbench.evaluate import PROTOCOLS, evaluate_representation, load_discriminator, load_representation
 
     if checkpoint is not None:
-        d = load_discriminator(checkpoint, device=device)
+        d = load_representation(checkpoint, device=device, representation=representation)
     else:
         d = load_discriminator(random_init=spec.model, model_kwargs=random_kwargs, seed=seed, device=device)
     light: dict[str, Any] = {}
@@ -651,7 +687,9 @@ def summarize(out: Path, spec: CompareSpec, units: list[Unit]) -> list[dict[str,
         q_final = [quality[(name, u.seed)][u.steps] for u in mine if u.steps in quality.get((name, u.seed), {})]
         fid_key, is_key = ("digits_fid", "digits_is_mean") if spec.metrics == "digits" else ("fid", "is_mean")
         rows.append({
-            "variant": name, "objective": mine[0].config.objective, "seeds": len(final),
+            "variant": name, "seeds": len(final),
+            "objective": mine[0].config.objective + ("" if probe_representation(spec, name) == DEFAULT_REPRESENTATION
+                                                     else f" (probe: {probe_representation(spec, name)})"),
             "steps": mine[0].steps, "images": mine[0].steps * mine[0].images_per_step,
             "probe_final": _mean_std(final), "probe_best": _mean_std(best),
             "fid": _mean_std([float(q[fid_key]) for q in q_final if fid_key in q]),

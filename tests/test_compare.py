@@ -421,3 +421,24 @@ def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypa
     ns = body[0]
     assert ns[header.index(compare.WALL_COLUMN)] == "132 (2 machines)"  # (175 + 90) / 2, over two machines
     assert "CPU A, 2 threads; CPU B, 16 threads (times of different machines are not comparable)" in caption
+
+
+def test_a_variant_probes_the_representation_its_table_names(tmp_path):
+    """probe_representation = "encoder": the bigan variant's records read its encoder, the ns variant's its D; the
+    key shapes the cell (its fingerprint) but not the training, and an objective without it is refused."""
+    bigan = '[variants.bigan]\nobjective = "bigan"\nprobe_representation = "encoder"'
+    text = SPEC.replace("seeds = [0, 1]", "seeds = [0]").replace('metrics = "digits"', 'metrics = "none"').replace(
+        '[variants.wgan-gp]\nobjective = "wgan-gp"', bigan)
+    spec = read_spec(write_spec(tmp_path, text))
+    units = {u.variant: u for u in plan(spec, tmp_path / "out")}
+    assert units["bigan"].config.objective == "bigan"
+    list(run_compare(spec, tmp_path / "out", progress=False))
+    probes = read_records(tmp_path / "out" / "records" / "probe.jsonl")
+    reps = {(r["compare"]["variant"], r["features"].get("representation", "d")) for r in probes}
+    assert reps == {("ns", "d"), ("bigan", "encoder"), (BASELINE, "d")}
+    rows = {r["variant"]: r for r in table(tmp_path / "out")}
+    assert rows["bigan"]["objective"] == "bigan (probe: encoder)" and rows["ns"]["objective"] == "ns"
+    ns = '[variants.ns]\nobjective = "ns"'
+    bad = text.replace(ns, ns + '\nprobe_representation = "encoder"')
+    with pytest.raises(ConfigError, match="'encoder' is not a representation of objective 'ns'"):
+        plan(read_spec(write_spec(tmp_path, bad)), tmp_path / "out2")
