@@ -601,9 +601,9 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
     devices = devices or ["cpu"]
     saved = out / "spec.json"
     wanted = spec_json(spec)
-    if saved.is_file() and _without_seeds(saved.read_text()) != _without_seeds(wanted):
+    if saved.is_file() and not _same_comparison(saved.read_text(), wanted):
         raise ConfigError(f"{out} holds a comparison of a different SPEC ({saved}); choose another --out "
-                          "or delete that folder")
+                          "or delete that folder (a SPEC may only gain seeds and, after its variants, new ones)")
     names, slice_seeds, with_baseline = select_slice(spec, only, seeds)
     check_records(spec, out)
     every_unit = plan(spec, out, devices[0])
@@ -890,6 +890,16 @@ def check_comparison(new: Path, committed: Path) -> list[str]:
             if ra.get(key) != rb.get(key):
                 problems.append(f"{ra.get('variant')}: {key} is {ra.get(key)!r}, committed {rb.get(key)!r}")
     return problems
+
+
+def _same_comparison(saved: str, wanted: str) -> bool:
+    """Whether a SPEC continues the comparison saved in spec.json: the same settings, with possibly more seeds and
+    more variants after the saved ones (each saved variant unchanged and in its place: the table keeps its rows)."""
+    old, new = _without_seeds(saved), _without_seeds(wanted)
+    old_variants, new_variants = old.pop("variants", None), new.pop("variants", None)
+    if old != new or not isinstance(old_variants, dict) or not isinstance(new_variants, dict):
+        return old == new and old_variants == new_variants
+    return list(new_variants.items())[:len(old_variants)] == list(old_variants.items())
 
 
 def _without_seeds(text: str) -> dict[str, Any]:

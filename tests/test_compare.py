@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,22 @@ def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
     (out / "spec.json").write_text("{}")
     with pytest.raises(ConfigError, match="different SPEC"):
         list(run_compare(spec, out, progress=False))
+
+
+def test_a_comparison_may_gain_variants_after_its_own_but_not_change_them():
+    from ganbench.compare import _same_comparison, spec_json
+
+    spec = spec_from_dict({"name": "x", "dataset": "digits", "budget": {"images": 640}, "eval_every": 640,
+                           "probe": "digits", "variants": {"ns": {"objective": "ns"}, "lsgan": {"objective": "lsgan"}}})
+    saved = spec_json(spec)
+    more = replace(spec, variants={**spec.variants, "ss-gan": {"objective": "ss-gan"}}, seeds=[0, 1, 2])
+    assert _same_comparison(saved, spec_json(more))
+    reordered = replace(spec, variants={"lsgan": {"objective": "lsgan"}, "ns": {"objective": "ns"}})
+    changed = replace(spec, variants={"ns": {"objective": "ns", "lr": 1e-3}, "lsgan": {"objective": "lsgan"}})
+    dropped = replace(spec, variants={"ns": {"objective": "ns"}})
+    other = replace(spec, eval_every=320)
+    for bad in (reordered, changed, dropped, other):
+        assert not _same_comparison(saved, spec_json(bad))
 
 
 @pytest.mark.slow
