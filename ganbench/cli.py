@@ -811,7 +811,18 @@ def inspect_cmd(checkpoint: str, variant_file: str | None, objective_file: str |
     its objective owns."""
     from ganbench.checkpoint import build_from_checkpoint, load_checkpoint, owned_modules_info
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, learner_ok=True)
+    if "learner" in ckpt:  # a fitted k-means or pixels learner: its settings and how the fit went
+        info = {"learner": ckpt["learner"].get("name"), "settings": ckpt["learner"].get("settings"),
+                "fit": ckpt.get("fit"), "dataset": (ckpt.get("config") or {}).get("dataset")}
+        if as_json:
+            click.echo(json.dumps(info, indent=1, default=str))
+            return
+        settings = ", ".join(f"{k}={v}" for k, v in (info["settings"] or {}).items())
+        click.echo(f"{info['learner']} learner fitted on {info['dataset']}: {settings}")
+        for key, value in (info["fit"] or {}).items():
+            click.echo(f"  {key}: {value}")
+        return
     gen, disc, variant = build_from_checkpoint(ckpt, variant_file)
     prov = ckpt.get("provenance", {}) or {}
     info = {

@@ -213,6 +213,8 @@ def test_a_learner_checkpoint_is_refused_where_a_network_is_needed(tmp_path):
     assert CliRunner().invoke(cli, ["train", "--learner", "pixels", "--dataset", "digits", "--out", str(run),
                                     "--quiet"]).exit_code == 0
     ckpt = str(run / "checkpoints" / "last.pt")
+    shown = CliRunner().invoke(cli, ["inspect", ckpt])
+    assert shown.exit_code == 0 and "pixels learner fitted on digits: image_size=8, channels=1" in shown.output
     result = CliRunner().invoke(cli, ["sample", ckpt, "--out", str(tmp_path / "g.png")])
     assert result.exit_code == 2 and "no generator or discriminator" in result.output
     result = CliRunner().invoke(cli, ["eval", "digits", "--checkpoint", ckpt, "--layers", "1-2", "--no-record"])
