@@ -243,10 +243,10 @@ def train_cmd(ctx: click.Context, out: str, config_file: str | None, resume: boo
     if not distributed.is_main():
         return
     m = result.final_metrics
+    loss_d = f"loss_D {m['loss_d']:.4f}, " if "loss_d" in m else ""  # an autoencoder has no D update
     click.echo(
-        f"trained {result.steps} steps: loss_D {m.get('loss_d', float('nan')):.4f}, "
-        f"loss_G {m.get('loss_g', float('nan')):.4f}, {result.images_per_second:.1f} images/s "
-        f"(last interval); checkpoint {result.last_checkpoint}"
+        f"trained {result.steps} steps: {loss_d}loss_G {m.get('loss_g', float('nan')):.4f}, "
+        f"{result.images_per_second:.1f} images/s (last interval); checkpoint {result.last_checkpoint}"
     )
 
 

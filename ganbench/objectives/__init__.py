@@ -1,5 +1,7 @@
-"""GAN objectives: the contract (base.py) and the built-ins, which registry.py registers by name."""
+"""GAN objectives and the autoencoders set beside them: the contract (base.py) and the built-ins (registry.py
+registers them by name)."""
 
+from ganbench.objectives.autoencoder import Autoencoder, DenoisingAutoencoder, Vae
 from ganbench.objectives.base import OUTPUT_KINDS, SIDES, Objective, OwnedModule, unwrap
 from ganbench.objectives.bigan import BiGan
 from ganbench.objectives.classic import Hinge, LeastSquares, Minimax, NonSaturating
@@ -8,7 +10,7 @@ from ganbench.objectives.ssgan import SsGan
 from ganbench.objectives.wgan_gp import WganGp
 
 BUILTIN_OBJECTIVES: tuple[type[Objective], ...] = (NonSaturating, Minimax, LeastSquares, Hinge, WganGp, FeatureMatching,
-                                                   SsGan, BiGan)
+                                                   SsGan, BiGan, Autoencoder, DenoisingAutoencoder, Vae)
 # names earlier ganbench versions wrote into config.toml
 ALIASES = {"bce": "ns"}
 

@@ -62,6 +62,10 @@ class Objective:
                          Discriminator feature contract (feature_maps, channels, layer_shapes, feature_dim)
       takes_z            whether d_loss and g_loss take the latent batch of the fake batch as keyword z (BiGAN's
                          pair discriminator scores (G(z), z))
+      takes_g            whether g_loss takes G itself as keyword G (as trained: its DDP wrapper under torchrun),
+                         for losses of G on other inputs than the prior's z (an autoencoder's G(E(x)))
+      adversarial        False for a learner without a D update (autoencoders): every step is then one update of
+                         G's side on a real batch, d_loss is never called and D keeps its initial weights
 
     Owned modules: `build_modules(gen, disc)` returns them; the Trainer hands them to the losses through
     `use_modules` before each update, so that `self.modules[name]` is, in d_loss, a D-side module as trained (its
@@ -80,6 +84,8 @@ class Objective:
     options: ClassVar[Mapping[str, Any]] = {}
     representations: ClassVar[tuple[str, ...]] = ()
     takes_z: ClassVar[bool] = False
+    takes_g: ClassVar[bool] = False
+    adversarial: ClassVar[bool] = True
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.options))
@@ -146,4 +152,4 @@ class Objective:
         return {"name": cls.name, "paper": cls.paper, "description": cls.description, "d_steps": cls.d_steps,
                 "output_kind": cls.output_kind, "lr": cls.lr, "betas": list(cls.betas) if cls.betas else None,
                 "model_defaults": dict(cls.model_defaults), "options": dict(cls.options),
-                "representations": list(cls.representations)}
+                "representations": list(cls.representations), "adversarial": cls.adversarial}

@@ -66,7 +66,8 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_
         axes[2].set_title("objective's scalars")
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend()
+        if ax.lines:  # an autoencoder has no D outputs to draw
+            ax.legend()
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100)

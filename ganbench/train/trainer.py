@@ -261,7 +261,9 @@ class Trainer:
         for item in self.owned.values():
             if item.side == "g":  # D and its side stay in training mode throughout
                 item.module.train()
-        if self.cfg.schedule == "simultaneous":
+        if not self.objective.adversarial:  # an autoencoder: G's side on a real batch, no D update
+            loss_d, loss_g = None, self._update_g(self.data.batch(step), None, self._draw_z())
+        elif self.cfg.schedule == "simultaneous":
             loss_d, loss_g = self._simultaneous_step(step)
         elif step % 2 == 1:  # alternating, as in the authors' code: this minibatch updates D only
             loss_d, loss_g = self._alternating_d_step(step), None
@@ -270,7 +272,8 @@ class Trainer:
         for name, value in (("loss_d", loss_d), ("loss_g", loss_g)):
             if value is not None:
                 self._record_loss(name, value, step)
-        self.imgs_window += self.cfg.batch_size * (self.k_d if self.cfg.schedule == "simultaneous" else 1)
+        simultaneous = self.cfg.schedule == "simultaneous" and self.objective.adversarial
+        self.imgs_window += self.cfg.batch_size * (self.k_d if simultaneous else 1)
 
     def _simultaneous_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """D on k_d fresh minibatches; G's update reuses the last fake batch (and its graph to G)."""
@@ -309,6 +312,10 @@ class Trainer:
         """The keyword z for an objective whose losses take the latent batch (Objective.takes_z)."""
         return {"z": z} if self.objective.takes_z else {}
 
+    def _generator(self) -> dict[str, torch.nn.Module]:
+        """The keyword G for an objective whose G loss takes G itself (Objective.takes_g)."""
+        return {"G": self.g_step} if self.objective.takes_g else {}
+
     def _update_d(self, x: torch.Tensor, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         self.objective.use_modules(self.views["d"])
         with self.autocast:
@@ -324,7 +331,7 @@ class Trainer:
         self._freeze_d_side(True)  # no weight gradients for D's side in the G step
         self.objective.use_modules(self.views["g"])
         with self.autocast:
-            loss, logs = self.objective.g_loss(self.d_for_g, x, fake, **self._latent(z))
+            loss, logs = self.objective.g_loss(self.d_for_g, x, fake, **self._latent(z), **self._generator())
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
