@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ganbench.errors import ConfigError
+from ganbench.representations.base import check_image_shape
 
 PATCH_VAR_EPS = 10.0  # added to each patch's variance before dividing (pixel values in [0, 255])
 ZCA_EPS = 0.1  # added to the covariance eigenvalues of the whitened patches
@@ -213,12 +214,7 @@ class KMeansFeatures:
         return (raw - self.feature_mean_.to(raw)) / self.feature_std_.to(raw)
 
     def check_images(self, images: np.ndarray) -> None:
-        shape = tuple(images.shape[1:])
-        want = (self.channels, self.image_size, self.image_size)
-        if shape != want:
-            raise ConfigError(f"this k-means representation was fitted on {want[0]}x{want[1]}x{want[2]} images; "
-                              f"these are {shape[0]}x{shape[1]}x{shape[2]}: use images of the fitted size or fit "
-                              "it on these")
+        check_image_shape(self.name, self.channels, self.image_size, images)
 
     def fit(self, images: np.ndarray, *, seed: int = 0, device: torch.device | str = "cpu", batch_size: int = 64,
             progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.errors import ConfigError
+from ganbench.representations.base import check_image_shape
 
 
 class PixelFeatures:
@@ -39,12 +39,7 @@ class PixelFeatures:
         return self
 
     def check_images(self, images: np.ndarray) -> None:
-        shape = tuple(images.shape[1:])
-        want = (self.channels, self.image_size, self.image_size)
-        if shape != want:
-            raise ConfigError(f"this pixels representation was made for {want[0]}x{want[1]}x{want[2]} images; "
-                              f"these are {shape[0]}x{shape[1]}x{shape[2]}: use images of that size or fit it on "
-                              "these")
+        check_image_shape(self.name, self.channels, self.image_size, images)
 
     def fit(self, images: np.ndarray, **_: Any) -> dict[str, Any]:
         self.check_images(images)
