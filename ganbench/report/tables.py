@@ -154,6 +154,8 @@ def _training_text(record: dict[str, Any]) -> str:
         return "random init"
     if source == "dcgan_code import":
         return f"authors' weights ({dataset})" if dataset else "authors' weights"
+    if source and source.startswith("ganbench train --learner"):  # k-means, pixels: fitted, not trained
+        return f"fitted on {dataset} ({source})" if dataset else f"fitted ({source})"
     parts = []
     if dataset:
         parts.append(f"trained on {dataset}")
