@@ -500,7 +500,7 @@ def _probe_options(func):
 
 
 def _run_probe(protocols: list[str], **kw) -> None:
-    from ganbench.evaluate import evaluate_representation, load_representation
+    from ganbench.evaluate import evaluate_representation, load_representation, portable_record
     from ganbench.report.records import append_record
 
     if kw["trials"] is not None and kw["trials"] < 1:
@@ -521,6 +521,7 @@ def _run_probe(protocols: list[str], **kw) -> None:
             allow_resize=kw["allow_resize"], amp=kw["amp"])
         if record is None:  # a rank other than 0 under torchrun: rank 0 fits the SVM and writes the record
             continue
+        record = portable_record(record, kw["data_root"])  # committed records are read on other machines
         if not kw["no_record"]:
             path = Path(kw["records"] or Path("results") / "records" / f"{name}.jsonl")
             append_record(record, path)

@@ -339,20 +339,12 @@ def portable(value: Any, spec: CompareSpec, out: Path) -> Any:
     folder relative to it, the data root as the SPEC writes it, caches under $GANBENCH_CACHE. Records are
     committed and read on other machines."""
     from ganbench.data import cache_dir
+    from ganbench.report.records import portable as swap_paths
 
     swaps = [(str(out.resolve()) + os.sep, ""), (str(cache_dir().resolve()) + os.sep, "$GANBENCH_CACHE/")]
     if spec.data_root is not None:
         swaps.insert(0, (str(Path(spec.data_root).expanduser().resolve()), spec.data_root))
-    if isinstance(value, dict):
-        return {k: portable(v, spec, out) for k, v in value.items()}
-    if isinstance(value, list):
-        return [portable(v, spec, out) for v in value]
-    if isinstance(value, str) and os.sep in value:  # a path, or a label or note that quotes one
-        for prefix, replacement in swaps:
-            if value == prefix.rstrip(os.sep):
-                return replacement or "."
-            value = value.replace(prefix, replacement)
-    return value
+    return swap_paths(value, swaps)
 
 
 def _append(record: dict[str, Any], spec: CompareSpec, out: Path, name: str) -> None:

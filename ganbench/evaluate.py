@@ -466,6 +466,21 @@ def _learned_features(d: Learned, train: ImageStore, test: ImageStore, feature_d
     return feats_train, feats_test, info
 
 
+def portable_record(record: dict[str, Any], data_root: str | None) -> dict[str, Any]:
+    """The record with paths as a user gives them, not this machine's: the data root as given, caches under
+    $GANBENCH_CACHE, paths under the working folder relative to it (committed records are read elsewhere)."""
+    import os
+
+    from ganbench.data import cache_dir
+    from ganbench.report.records import portable
+
+    swaps = [(str(cache_dir().resolve()) + os.sep, "$GANBENCH_CACHE/")]
+    if data_root is not None:
+        swaps.insert(0, (str(Path(data_root).expanduser().resolve()), data_root))
+    swaps.append((str(Path.cwd().resolve()) + os.sep, ""))
+    return portable(record, swaps)
+
+
 def _check_image_size(protocol: Protocol, size: int, allow_resize: bool) -> str | None:
     """None when the model's image size is the dataset's; else the record's note, or ConfigError if not allowed."""
     from ganbench.data.store import SOURCES

@@ -186,6 +186,8 @@ def test_fit_then_probe_through_the_cli(tmp_path):
     assert rec["features"]["representation"] == "kmeans" and rec["features"]["dim"] == 80
     assert rec["model"]["learner"] == "kmeans" and rec["training"]["fit"]["iterations"] == 5
     assert rec["checkpoint"]["path"] == str(run / "checkpoints" / "last.pt")
+    text = records.read_text()  # portable: the store's cache paths under $GANBENCH_CACHE, not this machine's
+    assert "$GANBENCH_CACHE/stores/" in text and str(tmp_path / "cache") not in text
     assert rec["results"]["test_accuracy_mean"] > 80  # 8x8 digits: k-means features separate them well
     # a second evaluation reads the cached features: the same number
     again = CliRunner().invoke(cli, ["eval", "digits", "--checkpoint", str(run / "checkpoints" / "last.pt"),

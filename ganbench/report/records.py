@@ -62,6 +62,23 @@ def record_id_of(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:16]
 
 
+def portable(value: Any, swaps: list[tuple[str, str]]) -> Any:
+    """value (a record, or any part of one) with this machine's path prefixes swapped for what a user of the
+    record gives: swaps are (prefix, replacement) pairs tried in order, e.g. (the resolved data root, the root as
+    given), (the cache folder + "/", "$GANBENCH_CACHE/"), (the working folder + "/", ""). Committed records are
+    read on other machines; values that are not paths are returned unchanged."""
+    if isinstance(value, dict):
+        return {k: portable(v, swaps) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, swaps) for v in value]
+    if isinstance(value, str) and os.sep in value:  # a path, or a label or note that quotes one
+        for prefix, replacement in swaps:
+            if value == prefix.rstrip(os.sep):
+                return replacement or "."
+            value = value.replace(prefix, replacement)
+    return value
+
+
 def append_record(record: dict[str, Any], path: str | os.PathLike) -> None:
     """Append record as one JSON line to path, adding record_id if absent; the caller's dict is unchanged."""
     path = Path(path)
