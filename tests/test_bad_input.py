@@ -16,10 +16,7 @@ from PIL import Image
 from ganbench.cli import cli
 from ganbench.data.cifar10 import CLASSES as CIFAR_CLASSES
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 class Boom:

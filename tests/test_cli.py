@@ -19,9 +19,7 @@ SMALL = ["--model", "dcgan32", "--ngf", "8", "--ndf", "8", "--nz", "16", "--data
          "--batch-size", "16", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -47,9 +47,7 @@ objective = "wgan-gp"
 """
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def write_spec(tmp_path: Path, text: str = SPEC) -> Path:

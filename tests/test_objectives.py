@@ -26,9 +26,7 @@ from ganbench.train.loop import resolve_config, train
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def tiny(**kw) -> TrainConfig:

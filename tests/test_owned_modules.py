@@ -27,9 +27,7 @@ BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 PLUGIN = f"{HERE / 'objective_file_example.py'}:SquaredWithHead"
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def tiny(**kw) -> TrainConfig:

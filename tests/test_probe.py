@@ -26,10 +26,7 @@ from ganbench.probe.protocols import (
 )
 from ganbench.registry import get_variant
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def small_disc(seed=0):

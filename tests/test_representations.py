@@ -23,10 +23,7 @@ from ganbench.representations.kmeans import (
     zca_fit,
 )
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def test_patch_normalisation_is_the_demo_formula():

@@ -15,10 +15,7 @@ from ganbench.config import TrainConfig, read_config
 from ganbench.errors import CheckpointError, ConfigError, RunDirError, TrainingDiverged
 from ganbench.train.loop import train
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def small(**kw) -> TrainConfig:

@@ -31,9 +31,7 @@ def in_ganbench(filename: str) -> bool:
     return str(Path(filename).resolve()).startswith(GANBENCH_DIR)
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # tests/conftest.py
 
 
 def count_syncs(monkeypatch, cfg: TrainConfig, out: Path) -> dict[int, collections.Counter]:
