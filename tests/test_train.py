@@ -201,3 +201,25 @@ def test_outside_torchrun_no_process_group_is_made(tmp_path, monkeypatch):
     train(small(steps=1, sync_bn=True), tmp_path / "run", progress=False)
     assert not dist.is_initialized()
     assert "torchrun" not in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns_in_one_line_once(tmp_path, monkeypatch, capfd):
+    """An AMD EPYC with AVX2 only emulates bfloat16 (about 10x slower than float32): --amp bf16 says so, once per
+    process, in training and in every feature pass, and stays silent where bfloat16 is native."""
+    from ganbench import devices
+    from ganbench.features import feature_autocast
+
+    monkeypatch.setattr(devices, "_warned", set())
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    train(TrainConfig(model="dcgan32", ngf=4, ndf=4, nz=8, dataset="fake", max_images=32, batch_size=16,
+                      device="cpu", steps=2, log_every=1, amp="bf16", n_samples=4), tmp_path / "r", progress=False)
+    with feature_autocast("bf16", torch.device("cpu")):
+        pass
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if "emulated bfloat16" in ln]
+    assert lines == ["ganbench: warning: --amp bf16 on this CPU (no AVX512-BF16 or AMX) runs emulated bfloat16, "
+                     "about 10x slower than float32; use --amp off"]
+    monkeypatch.setattr(devices, "_warned", set())
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    with feature_autocast("bf16", torch.device("cpu")):
+        pass
+    assert "emulated" not in capfd.readouterr().err
