@@ -574,8 +574,9 @@ def eval_digits(**kw) -> None:
 
 def _quality_options(func):
     opts = [
-        click.option("--ref", required=True,
-                     help="Reference: dataset:split (cifar10:train), a folder, or a stats .npz."),
+        click.option("--ref",
+                     help="Reference: dataset:split (cifar10:train), a folder, or a stats .npz; needed by every "
+                          "metric but is (the Inception Score reads the samples alone)."),
         click.option("--data-root", help="Dataset root for a dataset:split reference."),
         click.option("--metrics", default=",".join(choices.QUALITY_METRICS), show_default=True,
                      callback=_check_metrics, help=f"Comma-separated subset of {','.join(choices.QUALITY_METRICS)}."),

@@ -107,7 +107,7 @@ def sharded_extract(images: Any, *, batch_size: int, net: InceptionFeatures, dim
 
 
 def evaluate_quality(
-    *, checkpoint: str | None = None, samples: str | None = None, ref: str, n: int = 50000,
+    *, checkpoint: str | None = None, samples: str | None = None, ref: str | None, n: int = 50000,
     metrics: tuple[str, ...] = ("fid", "is", "kid", "pr", "dc"), inception_weights: str | None = None,
     fid_dims: int = 2048, is_splits: int = 10, batch_size: int = 50, device: str = "auto", seed: int = 0,
     data_root: str | None = None, variant_file: str | None = None, label: str | None = None,
@@ -126,8 +126,12 @@ def evaluate_quality(
     if fid_dims not in FID_DIMS:
         raise ConfigError(f"--fid-dims must be one of {', '.join(map(str, FID_DIMS))}, got {fid_dims}")
     check_metrics(metrics)  # before any generation or Inception pass, not after them in compute_all
+    needing_ref = [m for m in metrics if m in REFERENCE_METRICS]
+    if ref is None and needing_ref:
+        raise ConfigError(f"--metrics {','.join(needing_ref)} compare the samples with a reference: pass --ref "
+                          "dataset:split (e.g. cifar10:train), a folder or a stats .npz, or ask for --metrics is only")
     # checked before any generation or Inception pass: readable, this --fid-dims, this input mode
-    real_stats = _reference_statistics(ref, metrics, inception_input)
+    real_stats = _reference_statistics(ref, metrics, inception_input) if ref is not None else None
     if real_stats is not None and int(real_stats[0].shape[0]) != fid_dims:
         raise ConfigError(f"--ref {ref} holds {real_stats[0].shape[0]}-dim statistics but --fid-dims is {fid_dims}; "
                           f"pass --fid-dims {real_stats[0].shape[0]} or statistics made with --fid-dims {fid_dims}")
@@ -153,7 +157,7 @@ def evaluate_quality(
         image_size = 32
     fake = sharded_extract(fake_images, batch_size=batch_size, net=net, dims=dims, progress=progress)
     real = None
-    if real_stats is None:
+    if real_stats is None and ref is not None:
         ref_images, _ = resolve_images(ref, data_root=data_root, image_size=image_size)
         real = sharded_extract(ref_images, batch_size=batch_size, net=net, dims=dims, progress=progress)
     if not distributed.is_main():
@@ -179,6 +183,9 @@ def evaluate_quality(
         "results": values, "versions": environment_versions(), "device": str(dev),
         "wall_time_s": {"total": round(time.perf_counter() - t0, 2)},
     }
+
+
+REFERENCE_METRICS = ("fid", "kid", "pr", "dc")  # every metric but the Inception Score reads reference images
 
 
 def _reference_statistics(ref: str, metrics: tuple[str, ...],

@@ -88,3 +88,20 @@ def test_quality_record_keeps_an_imported_checkpoints_provenance(tmp_path, weigh
                               device="cpu", progress=False)
     assert record["training"] == origin
     assert torch.isfinite(torch.tensor(record["results"]["fid"]))
+
+
+def test_the_inception_score_needs_no_reference(tmp_path, weights, monkeypatch):
+    """`eval samples --metrics is` runs without --ref (IS reads the samples alone) and gives the IS of the run with
+    a reference; any other metric without --ref ends in one line naming --ref."""
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    a, b = folder(tmp_path / "a", 0), folder(tmp_path / "b", 1, shift=60)
+    common = ["--inception-weights", weights, "--device", "cpu", "--quiet", "--json", "--no-record",
+              "--is-splits", "2"]
+    alone = CliRunner().invoke(cli, ["eval", "samples", str(a), "--metrics", "is", *common])
+    assert alone.exit_code == 0, alone.output
+    with_ref = CliRunner().invoke(cli, ["eval", "samples", str(a), "--ref", str(b), "--metrics", "is,fid", *common])
+    assert json.loads(alone.output)["is_mean"] == pytest.approx(json.loads(with_ref.output)["is_mean"], rel=1e-9)
+    assert "fid" not in json.loads(alone.output)
+    bad = CliRunner().invoke(cli, ["eval", "samples", str(a), "--metrics", "is,kid", *common])
+    assert bad.exit_code == 2 and "--metrics kid compare the samples with a reference: pass --ref" in bad.output
+    assert "Traceback" not in bad.output
