@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--variant", "variant_file", help="Also load a model from path/to/file.py:NAME.")
 def models_cmd(as_json: bool, variant_file: str | None) -> None:
     """List the registered models: image size, nz, parameters of G and D, feature dimension."""
-    from ganbench.models.summary import describe_variants
+    from ganbench.registry import describe_variants
 
     rows = describe_variants(variant_file)
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 
 import torch
@@ -21,6 +22,24 @@ def pick_device(name: str) -> torch.device:
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory free for new tensors on device: the GPU's free memory, or the host's MemAvailable (8 GiB assumed
+    where neither /proc/meminfo nor sysconf tells)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 def amp_autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from ganbench.errors import ConfigError, ModelError
 from ganbench.models.base import Variant
@@ -211,3 +212,31 @@ def _load_entry_points() -> None:
         if ep.name != variant.name:
             raise ModelError(f"entry point {ep.name!r} provides a variant named {variant.name!r}; make them equal")
         register_variant(variant)
+
+
+def describe_variant(variant: Variant) -> dict[str, Any]:
+    """Name, image size, nz, parameter counts of G and D, feature_dim and layer shapes of the default build."""
+    gen, disc = variant.build()
+    return {
+        "name": variant.name,
+        "image_size": variant.image_size,
+        "nz": gen.nz,
+        "z_dist": gen.z_dist,
+        "g_params": sum(p.numel() for p in gen.parameters()),
+        "d_params": sum(p.numel() for p in disc.parameters()),
+        "feature_dim": disc.feature_dim(),
+        "layers": [list(s) for s in disc.layer_shapes()],
+        "defaults": dict(variant.defaults),
+        "objective": variant.objective,
+        "options": dict(variant.options),
+        "schedule": variant.schedule,
+        "origin": dict(variant.origin),
+        "description": variant.description,
+    }
+
+
+def describe_variants(variant_file: str | None = None) -> list[dict[str, Any]]:
+    """describe_variant for every registered model (plus one loaded from a file, if given)."""
+    if variant_file:
+        load_variant_file(variant_file)
+    return [describe_variant(v) for v in available_variants()]

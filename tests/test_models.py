@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from ganbench.errors import ModelError
-from ganbench.models.summary import describe_variant
-from ganbench.registry import available_variants, get_variant, load_variant_file
+from ganbench.registry import available_variants, describe_variant, get_variant, load_variant_file
 
 HERE = Path(__file__).parent
 

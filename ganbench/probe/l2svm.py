@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from ganbench.choices import SVM_BACKENDS
+from ganbench.devices import available_bytes
 from ganbench.errors import ConfigError
 from ganbench.probe.dual import _centered_gram, _dual_newton
 from ganbench.probe.primal import PRECONDITIONER_RANK as PRECONDITIONER_RANK  # re-exported
@@ -412,22 +412,6 @@ def _warm_from_model(init: L2SVM | None, prob: _Problem) -> _Warm | None:
     return _Warm(W, b)
 
 
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
-
-
 _CROSSOVER_MIN_ROWS = 3000  # below this the dual's whole C path costs seconds: less than the primal's set-up
 _CROSSOVER = 30.0  # the primal is cheaper while 2 C mean ||x~||^2 <= n^2 / (_CROSSOVER d) (measured, see below)
 
@@ -450,7 +434,7 @@ def _primal_below_crossover(prob: _Problem, C: float) -> bool:
 def _check_gram_memory(n: int, device: torch.device, strict: bool) -> bool:
     """Whether the dual's n x n float64 Gram matrix and one factorisation of that size fit in memory."""
     need = 2 * 8 * n * n
-    if need <= 0.7 * _available_bytes(device):
+    if need <= 0.7 * available_bytes(device):
         return True
     if strict:
         raise ConfigError(

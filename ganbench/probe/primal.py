@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ganbench.devices import available_bytes
 from ganbench.probe.newton import _fused_pass, _line_search, _Result
 from ganbench.probe.problem import _Problem
 from ganbench.probe.rows import _from_numpy
@@ -589,9 +590,7 @@ def problem_lowp(prob: _Problem, hessian_dtype: str) -> torch.Tensor | None:
     if hessian_dtype == "auto":
         if prob.device.type != "cpu" or not fast_bfloat16(prob.device):
             return None
-        from ganbench.probe.l2svm import _available_bytes
-
-        if 2 * prob.n * prob.d > _available_bytes(prob.device) / 3:
+        if 2 * prob.n * prob.d > available_bytes(prob.device) / 3:
             return None
     if prob.lowp is None:
         Xb = torch.empty(prob.n, prob.d, dtype=torch.bfloat16, device=prob.device)

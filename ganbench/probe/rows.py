@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ganbench.devices import available_bytes
 from ganbench.errors import ConfigError
 
 CHUNK_BYTES = 256 * 2**20  # one converted row chunk
@@ -34,8 +35,7 @@ class _Rows:
         self.passes = 0
         if device.type != "cpu":
             # A GPU has room for X in its own (often float16) dtype: upload it once instead of once per pass.
-            free, _ = torch.cuda.mem_get_info(device)
-            if X.nbytes < 0.4 * free:
+            if X.nbytes < 0.4 * available_bytes(device):
                 self._resident = torch.empty(X.shape, dtype=_torch_dtype(X.dtype), device=device)
                 for a in range(0, self.n, self.chunk_rows):
                     b = min(a + self.chunk_rows, self.n)

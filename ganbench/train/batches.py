@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ganbench.devices import available_bytes
 from ganbench.errors import ConfigError
 from ganbench.models.base import to_signed_unit
 
@@ -38,7 +39,7 @@ class BatchSource:
             )
         self.channels_last = channels_last
         nbytes = images.size
-        on_device = device.type == "cpu" or nbytes < 0.25 * _free_device_memory(device)
+        on_device = device.type == "cpu" or nbytes < 0.25 * available_bytes(device)
         if on_device and nbytes < (8 << 30):
             self.images = torch.from_numpy(np.array(images)).to(device)  # a writable copy in RAM
             self.host: np.ndarray | None = None
@@ -76,8 +77,3 @@ class BatchSource:
         return x
 
 
-def _free_device_memory(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return float(free)
-    return float("inf")
