@@ -130,7 +130,8 @@ def _to_uint8_hwc(images: torch.Tensor, cell: int) -> list[np.ndarray]:
     return [img.permute(1, 2, 0).numpy() for img in x]
 
 
-def _font(size: int = 11):
+def label_font(size: int = 11):
+    """The font of the numbers and captions drawn on grids (shared with memorization's figures)."""
     from PIL import ImageFont
 
     try:
@@ -158,7 +159,7 @@ def save_numbered_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int 
     rows = -(-len(tiles) // nrow)
     band, pad = 14, 2
     canvas = Image.new("RGB", (nrow * (size + pad) + pad, rows * (size + band + pad) + pad), "white")
-    draw, font = ImageDraw.Draw(canvas), _font()
+    draw, font = ImageDraw.Draw(canvas), label_font()
     for i, tile in enumerate(tiles):
         x = pad + (i % nrow) * (size + pad)
         y = pad + (i // nrow) * (size + band + pad)
@@ -188,7 +189,7 @@ def draw_arithmetic(groups: list[torch.Tensor], means: torch.Tensor, result: tor
     height = max(mean_top + step, pad + band + block + pad) + 2 * band
     width = max(pad + len(groups) * (size + gap) + block + pad, 420)
     canvas = Image.new("RGB", (width, height), "white")
-    draw, font, big = ImageDraw.Draw(canvas), _font(), _font(20)
+    draw, font, big = ImageDraw.Draw(canvas), label_font(), label_font(20)
     boxes: dict[str, tuple[int, int, int]] = {}
     x = pad + (gap if terms[0].sign < 0 else 0)
     for k, (tiles, term) in enumerate(zip(group_tiles, terms, strict=True)):

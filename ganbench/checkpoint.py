@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from ganbench.errors import CheckpointError, ModelError
+from ganbench.files import file_sha256  # noqa: F401 (re-exported: evaluate, quality, interop import it here)
 from ganbench.models.base import Discriminator, Generator, Variant
 from ganbench.objectives import Objective, OwnedModule
 from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
@@ -247,12 +247,3 @@ def training_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
     cfg = ckpt.get("config", {}) or {}
     return dict(prov.get("training") or {"source": "ganbench train", "dataset": cfg.get("dataset"),
                                          "steps": ckpt.get("step"), "seed": cfg.get("seed")})
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, for provenance records."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

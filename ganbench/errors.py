@@ -31,3 +31,9 @@ class RunDirError(GanbenchError):
 
 class DistributedError(GanbenchError):
     """Under torchrun: another process of the job stopped or cannot be reached."""
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """Collapse whitespace (newlines included) so a message stays on one line; cut texts longer than limit."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -78,7 +78,9 @@ def pool_maps(maps: list[torch.Tensor], grid: int = 4) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-def _to_input(images: np.ndarray, channels: int, device: torch.device, nhwc: bool = False) -> torch.Tensor:
+def to_input(images: np.ndarray, channels: int, device: torch.device, nhwc: bool = False) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as D's input: [-1, 1] floats on device, grey images repeated to `channels`,
+    NHWC when asked (shared with memorization's feature pass)."""
     x = to_signed_unit(torch.from_numpy(np.array(images)).to(device))
     if x.shape[1] != channels:
         if x.shape[1] == 1:
@@ -152,7 +154,7 @@ def train_batch_statistics(disc: Discriminator, images: np.ndarray, batch_size: 
             if len(chunk) < 2:
                 continue  # a batch of one has no variance; the authors' loop never produced one
             per_batch.append([])
-            disc.feature_maps(_to_input(chunk, disc.channels, torch.device(device), nhwc))
+            disc.feature_maps(to_input(chunk, disc.channels, torch.device(device), nhwc))
             n_batches += 1
     finally:
         stack.close()
@@ -280,10 +282,10 @@ def extract_features(
         wanted = set(spec.layers)
         for start in _progress(range(lo, hi, batch_size), progress and main, "features", batch_size, hi - lo):
             if order is None:
-                x = _to_input(store.images[start:start + batch_size], disc.channels, device, nhwc)
+                x = to_input(store.images[start:start + batch_size], disc.channels, device, nhwc)
             else:  # the batch's images in store order (sequential reads); their rows go back to their places
                 idx = np.sort(order[start:start + batch_size])
-                x = _to_input(store.images[idx], disc.channels, device, nhwc)
+                x = to_input(store.images[idx], disc.channels, device, nhwc)
             maps = [m for i, m in enumerate(disc.feature_maps(x), 1) if i in wanted]
             values = pool_maps(maps, spec.grid).float().cpu().numpy()
             if order is None or distributed.active():

@@ -133,7 +133,7 @@ def discriminator_features(disc, images: np.ndarray, train_images: np.ndarray, d
                            batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """D's probe features (every layer max-pooled to 4x4, concatenated), BatchNorm with the authors'
     train-batch statistics from the training images (as `ganbench eval` does by default)."""
-    from ganbench.features import _to_input, pool_maps, set_bn_statistics, train_batch_statistics
+    from ganbench.features import pool_maps, set_bn_statistics, to_input, train_batch_statistics
 
     disc = disc.to(device)
     stats = train_batch_statistics(disc, train_images, 128, device)
@@ -142,7 +142,7 @@ def discriminator_features(disc, images: np.ndarray, train_images: np.ndarray, d
     out = []
     with torch.no_grad(), progress_bar(len(images), "D features", "img", enabled=progress) as bar:
         for lo in range(0, len(images), batch_size):
-            x = _to_input(images[lo:lo + batch_size], disc.channels, device)
+            x = to_input(images[lo:lo + batch_size], disc.channels, device)
             out.append(pool_maps(disc.feature_maps(x)).float().cpu().numpy())
             bar.update(len(x))
     return np.concatenate(out)
@@ -219,13 +219,13 @@ def draw_neighbours(generated: np.ndarray, train: np.ndarray, rows: list[tuple[s
     """Rows of [generated sample | its 3 nearest training images], each captioned with its distance."""
     from PIL import Image, ImageDraw
 
-    from ganbench.arithmetic import _font
+    from ganbench.arithmetic import label_font
 
     size = _tiles(generated[:1])[0].shape[0]
     pad, band, head = 4, 14, 18
     width = pad + (1 + N_NEIGHBOURS) * (size + pad) + 8
     canvas = Image.new("RGB", (width, head + len(rows) * (size + band + pad) + pad), "white")
-    draw, font = ImageDraw.Draw(canvas), _font()
+    draw, font = ImageDraw.Draw(canvas), label_font()
     draw.text((pad, 2), "sample", fill="black", font=font)
     draw.text((pad + size + pad + 8, 2), f"its {N_NEIGHBOURS} nearest training images", fill="black", font=font)
     for r, (why, i) in enumerate(rows):

@@ -168,7 +168,7 @@ def test_batch_mode_draws_its_batches_from_a_seeded_permutation_not_the_class_so
         for k in range(0, 200, 64):
             idx = np.sort(perm[k:k + 64])
             assert len(set(store.labels[idx])) >= (8 if len(idx) == 64 else 5)  # every batch mixes the classes
-            x = feat._to_input(store.images[idx], disc.channels, torch.device("cpu"))
+            x = feat.to_input(store.images[idx], disc.channels, torch.device("cpu"))
             maps = disc.feature_maps(x)
             want = pool_maps([maps[3], maps[5]]).numpy()
             np.testing.assert_allclose(got[idx], want, rtol=1e-3, atol=1e-4)  # NHWC vs NCHW kernels

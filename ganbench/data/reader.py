@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ganbench.errors import DataError
+from ganbench.errors import DataError, one_line
 
 # A chunk is written into the store as ``images[index] = pixels``; index is a slice for sources read in
 # order, an index array for sources (tar archives) whose storage order differs from the store's order.
@@ -72,11 +72,6 @@ class Reader:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} splits={self.splits}>"
-
-
-def one_line(text: object) -> str:
-    """Collapse any whitespace runs (newlines included) so an error message stays on one line."""
-    return " ".join(str(text).split())
 
 
 def reason(exc: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ganbench.errors import GanbenchError
+from ganbench.errors import GanbenchError, one_line  # noqa: F401 (one_line re-exported for the metrics)
 
 
 class InceptionWeightsError(GanbenchError):
@@ -11,9 +11,3 @@ class InceptionWeightsError(GanbenchError):
 
 class MetricInputError(GanbenchError):
     """Features, statistics or images that a metric cannot use: too few samples, mismatched dims, NaN/inf."""
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    """Collapse whitespace (newlines included) so a message stays on one line; cut very long texts."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from ganbench.files import atomic_path
+from ganbench.files import atomic_path, atomic_write
 from ganbench.metrics.errors import MetricInputError, one_line
 
 __all__ = [
@@ -189,12 +189,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(fh) into a temporary file beside path, fsync, rename (ganbench.files.atomic_path)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        write(fh)
-
-
 def sidecar_path(path: str | os.PathLike) -> Path:
     """Where the JSON description of a statistics file lives: the npz path plus ".json"."""
     p = Path(path)
@@ -235,8 +229,9 @@ def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str
     # the sidecar goes first and comes back last: a writer killed in between leaves an npz without one (which
     # statistics_complete rejects), never a new npz described by the old file's sidecar
     sidecar_path(p).unlink(missing_ok=True)
-    _atomic_write(p, lambda fh: np.savez_compressed(fh, **arrays))
-    _atomic_write(sidecar_path(p), lambda fh: fh.write((text + "\n").encode()))
+    with atomic_path(p) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    atomic_write(sidecar_path(p), text + "\n")
     return p
 
 

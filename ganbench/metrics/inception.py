@@ -25,7 +25,6 @@ so a number is only comparable with numbers of the same mode.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbench.choices import FID_DIMS as _FID_DIMS
+from ganbench.files import file_sha256
 from ganbench.metrics.errors import InceptionWeightsError, MetricInputError, one_line
 from ganbench.progress import progress_bar
 
@@ -171,23 +171,6 @@ def locate_inception_weights(
     if not cached.is_file():
         raise InceptionWeightsError(f"torch.hub did not leave {cached} after downloading; {_where_to_put()}")
     return cached, "download"
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file (cached per path, size and mtime within the process)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def build_fid_inception() -> nn.Module:
