@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test runs a benchmark script as a subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("Training throughput", "pytorch/examples dcgan vs ganbench train (same network)", "Feature extraction",
             "L2-SVM fit, full CIFAR-10 size", "Inception throughput")

@@ -95,6 +95,7 @@ def test_train_with_variant_file(tmp_path):
     assert grid.size == (8 * 18 + 2, 8 * 18 + 2)
 
 
+@pytest.mark.slow
 def test_missing_data_is_one_line_exit_2(tmp_path):
     proc = run("train", "--dataset", "cifar10", "--data-root", "/nonexistent", "--steps", "1",
                "--out", str(tmp_path / "run"))
@@ -102,6 +103,7 @@ def test_missing_data_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_bad_option_is_one_line_exit_2(tmp_path):
     assert_one_line_error(run("train", "--bogus", "--out", str(tmp_path / "x")), "--bogus")
     assert_one_line_error(run("train", "--amp", "fp8", "--out", str(tmp_path / "x")), "fp8")
@@ -109,12 +111,14 @@ def test_bad_option_is_one_line_exit_2(tmp_path):
                               str(tmp_path / "y")), "unknown model 'nope'")
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_one_line_exit_2(tmp_path):
     out = tmp_path / "run"
     assert run("train", *SMALL, "--steps", "2", "--out", str(out)).returncode == 0
     assert_one_line_error(run("train", *SMALL, "--steps", "2", "--out", str(out)), "--overwrite")
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -122,12 +126,14 @@ def test_bad_checkpoint_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "g.png").exists()
 
 
+@pytest.mark.slow
 def test_unknown_config_key_is_one_line_exit_2(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("stepz = 3\n")
     assert_one_line_error(run("train", "--config", str(cfg), "--out", str(tmp_path / "r")), "stepz")
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_reports(tmp_path):
     proc = run("demo", "--out", str(tmp_path / "demo"), "--steps", "12", "--quiet")
     assert proc.returncode == 0, proc.stderr

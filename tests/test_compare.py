@@ -370,6 +370,7 @@ def test_slices_and_foreign_records_are_refused_before_any_training(tmp_path):
     (["--seeds", "0,9"], "--seeds 9: the SPEC's seeds are"),
     (["--seeds", "a"], "is not a list of integers"),
 ])
+@pytest.mark.slow
 def test_bad_slices_are_one_line_exit_2(tmp_path, args, needle):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "ganbench", "compare", str(write_spec(tmp_path, SLICE_SPEC)),
@@ -438,6 +439,7 @@ def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypa
     assert "CPU A, 2 threads; CPU B, 16 threads (times of different machines are not comparable)" in caption
 
 
+@pytest.mark.slow
 def test_a_variant_probes_the_representation_its_table_names(tmp_path):
     """probe_representation = "encoder": the bigan variant's records read its encoder, the ns variant's its D; the
     key shapes the cell (its fingerprint) but not the training, and an objective without it is refused."""

@@ -18,6 +18,8 @@ import torch
 
 from ganbench.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # processes killed and restarted
+
 # A driver that runs the real CLI with the checkpoint writer slowed down: it writes half the bytes, marks that it
 # is inside a write (a file), sleeps, then writes the rest, so a kill can land mid-write on purpose.
 DRIVER = textwrap.dedent("""

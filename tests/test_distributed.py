@@ -27,6 +27,8 @@ from ganbench.cli import cli
 from ganbench.config import TrainConfig
 from ganbench.train.loop import train
 
+pytestmark = pytest.mark.slow  # torchrun jobs of 2 processes
+
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 

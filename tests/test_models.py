@@ -129,6 +129,7 @@ def test_variant_file_errors(spec, message):
         load_variant_file(spec)
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_package(tmp_path):
     """Install the toy plugin package into a private folder; ganbench then lists and builds its model."""
     target = tmp_path / "site"

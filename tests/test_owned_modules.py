@@ -315,6 +315,7 @@ def test_objectives_and_inspect_show_owned_modules(bigan_run):
 
 
 # ------------------------------------------------------------------------------------------- --representation
+@pytest.mark.slow
 def test_features_of_the_encoder_are_its_pooled_maps(bigan_run, tmp_path):
     """`ganbench features --representation encoder` gives the encoder's feature maps max-pooled to 4x4, computed
     here directly from the rebuilt module, and not D's."""
@@ -341,6 +342,7 @@ def test_features_of_the_encoder_are_its_pooled_maps(bigan_run, tmp_path):
     assert np.load(d_out).shape == got.shape and not np.allclose(np.load(d_out), got)
 
 
+@pytest.mark.slow
 def test_eval_records_say_which_representation_they_read(bigan_run, tmp_path):
     ckpt = str(bigan_run / "checkpoints" / "last.pt")
     records = tmp_path / "r.jsonl"

@@ -319,6 +319,7 @@ def test_eval_errors_are_one_line_exit_2(tmp_path):
                                str(tmp_path / "small"), *base]), "10000", "only 30", "complete dataset")
 
 
+@pytest.mark.slow
 def test_allow_resize_evaluates_and_says_so_in_the_record():
     result = CliRunner().invoke(cli, ["eval", "digits", "--random-init", "dcgan64", "--layers", "1", "--C-grid",
                                       "1e-2", "--device", "cpu", "--no-record", "--quiet", "--json"])

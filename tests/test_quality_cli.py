@@ -16,6 +16,8 @@ from ganbench.cli import cli
 from ganbench.metrics.fid import frechet_distance, load_statistics
 from ganbench.metrics.inception import write_random_inception_weights
 
+pytestmark = pytest.mark.slow  # Inception passes of the CLI
+
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
