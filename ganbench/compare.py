@@ -25,6 +25,7 @@ from ganbench.errors import ConfigError
 from ganbench.files import atomic_path, atomic_write
 from ganbench.report.records import append_record as _append_record
 from ganbench.report.records import read_records
+from ganbench.report.render import csv_text, latex_tabular, markdown_table, tex_text
 
 BUDGET_UNITS = ("steps", "images")
 METRICS = ("digits", "inception", "none")
@@ -780,27 +781,14 @@ WALL_COLUMN = "train wall time s (per seed)"
 
 def render_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = None) -> dict[str, str]:
     """{"compare.md": ..., "compare.csv": ..., "compare.tex": ...} from out's records."""
-    import csv
-    import io
-
     units = units or plan(spec, out)
     header, body, caption = comparison_table(out, spec, units)
-    md = [f"# {spec.name}", "", caption, "", "| " + " | ".join(header) + " |",
-          "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
-    md += ["| " + " | ".join(row) + " |" for row in body]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(body)
-
-    def tex(text: str) -> str:
-        return text.replace("±", r"$\pm$").replace("%", r"\%").replace("_", r"\_").replace("&", r"\&")
-
-    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}",
-             r"\hline", " & ".join(tex(h) for h in header) + r" \\", r"\hline"]
-    lines += [" & ".join(tex(c) for c in row) + r" \\" for row in body]
-    lines += [r"\hline", r"\end{tabular}", r"\caption{" + tex(caption) + "}", r"\end{table}"]
-    return {"compare.md": "\n".join(md) + "\n", "compare.csv": buf.getvalue(), "compare.tex": "\n".join(lines) + "\n"}
+    columns = [(h, "l" if i < 2 else "r") for i, h in enumerate(header)]
+    md = [f"# {spec.name}", "", caption, "", *markdown_table(columns, body)]
+    tex = [r"\begin{table}[t]", r"\centering", *latex_tabular(columns, [body], (r"\hline",) * 3),
+           r"\caption{" + tex_text(caption) + "}", r"\end{table}"]
+    return {"compare.md": "\n".join(md) + "\n", "compare.csv": csv_text(header, body),
+            "compare.tex": "\n".join(tex) + "\n"}
 
 
 def write_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = None) -> list[Path]:
