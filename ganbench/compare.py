@@ -477,29 +477,13 @@ def inception_available() -> bool:
 
 def _quality(spec: CompareSpec, checkpoint: str, seed: int, out: Path, device: str,
              progress: bool) -> dict[str, Any] | None:
+    from ganbench.quality import digits_quality, evaluate_quality, write_reference_statistics
+
     if spec.metrics == "digits":
-        import datetime as dt
-
-        import torch
-
-        from ganbench.metrics.digits_classifier import digits_images, digits_metrics
-        from ganbench.models.base import to_signed_unit
-        from ganbench.quality import generator_images
-        from ganbench.report.records import environment_versions
-
-        t0 = time.perf_counter()
-        fake = generator_images(checkpoint, spec.n_samples, seed, torch.device(device))
-        fake = to_signed_unit(torch.from_numpy(fake))
-        values = digits_metrics(digits_images()[0], fake)
-        return {"kind": "quality", "label": f"digits metrics of {checkpoint}",
-                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "features": "ganbench digits classifier (not Inception)", "results": values,
-                "settings": {"n": spec.n_samples, "seed": seed}, "versions": environment_versions(),
-                "wall_time_s": {"total": round(time.perf_counter() - t0, 2)}}
+        return digits_quality(checkpoint, spec.n_samples, seed, device)
     if not inception_available():
         return None
     from ganbench.metrics.fid import statistics_complete
-    from ganbench.quality import evaluate_quality, write_reference_statistics
 
     # the real images' Inception statistics once per comparison, not once per evaluation point
     ref = out / "reference_stats.npz"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ganbench.config import TrainConfig
+from ganbench.quality import digits_quality
 from ganbench.train.loop import train
 
 # The authors' released SVHN architecture (dcgan-svhn32) at half width on 1-channel digits. The narrow dcgan32 was
@@ -29,21 +30,8 @@ def demo_config(steps: int | None = None) -> TrainConfig:
     )
 
 
+DEMO_QUALITY_SAMPLES = 1000
 REAL_DIGITS_IS = "9.74"  # the 1,797 real digits, 10 splits (see ganbench/metrics/train_digits_classifier.py)
-
-
-def demo_sample_quality(checkpoint: Path, n: int = 1000, seed: int = 0) -> dict:
-    """digits-FID and digits-IS of n samples of the demo generator against all real digits."""
-    import torch
-
-    from ganbench.checkpoint import build_from_checkpoint, load_checkpoint
-    from ganbench.metrics.digits_classifier import digits_images, digits_metrics
-    from ganbench.models.base import generate
-
-    gen, _, _ = build_from_checkpoint(load_checkpoint(checkpoint))
-    z = gen.sample_z(n, generator=torch.Generator().manual_seed(seed), device="cpu")
-    fake = torch.cat([generate(gen, chunk) for chunk in z.split(250)])
-    return digits_metrics(digits_images()[0], fake)
 
 
 def demo_representation(checkpoint: Path, out: Path, progress: bool = False) -> dict:
@@ -98,7 +86,7 @@ def run_demo(out: Path, steps: int | None = None, progress: bool = True) -> Iter
           f"in {time.perf_counter() - t0:.0f} s on the CPU"
     yield f"  final losses: D {m['loss_d']:.3f}, G {m['loss_g']:.3f}; D(x) {m['d_real']:.2f}, " \
           f"D(G(z)) {m['d_fake']:.2f}; {m['images_per_s']:.0f} images/s"
-    quality = demo_sample_quality(result.last_checkpoint)
+    quality = digits_quality(str(result.last_checkpoint), DEMO_QUALITY_SAMPLES)["results"]
     yield f"  sample quality (digits classifier features, NOT Inception; not comparable with FID/IS): " \
           f"digits-FID {quality['digits_fid']:.1f}, digits-IS {quality['digits_is_mean']:.2f} " \
           f"± {quality['digits_is_std']:.2f} ({quality['n_fake']} samples vs {quality['n_real']} real digits; " \

@@ -25,7 +25,7 @@ from ganbench.metrics.inception import (
     iter_image_folder,
     list_image_files,
 )
-from ganbench.models.base import generate
+from ganbench.models.base import generate, to_signed_unit
 
 # The seeds and subset draws each input mode's IS and KID use: ganbench's own (the evaluation's --seed,
 # numpy Generator), or in tf1 mode torch-fidelity's (RandomState(2020), its rng_seed default), so that a tf1
@@ -51,6 +51,26 @@ def generator_images(checkpoint: str | dict, n: int, seed: int, device: torch.de
         x = generate(gen, z, bn="batch" if len(z) > 1 else "running")
         out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy())
     return np.concatenate(out)
+
+
+DIGITS_FEATURES = "ganbench digits classifier (not Inception)"
+
+
+def digits_quality(checkpoint: str, n: int, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """The sample-quality record of a generator on the digits: digits-FID and digits-IS of n samples (as uint8
+    images, from generator_images) against all 1,797 real digits, in ganbench's digits classifier's features, not
+    Inception's (not comparable with published FID/IS)."""
+    from ganbench.metrics.digits_classifier import digits_images, digits_metrics
+    from ganbench.report.records import environment_versions
+
+    t0 = time.perf_counter()
+    fake = to_signed_unit(torch.from_numpy(generator_images(checkpoint, n, seed, torch.device(device))))
+    values = digits_metrics(digits_images()[0], fake)
+    return {"kind": "quality", "label": f"digits metrics of {checkpoint}",
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "features": DIGITS_FEATURES, "results": values,
+            "settings": {"n": n, "seed": seed}, "versions": environment_versions(),
+            "wall_time_s": {"total": round(time.perf_counter() - t0, 2)}}
 
 
 def resolve_images(source: str, *, data_root: str | None = None, image_size: int = 32,
