@@ -267,9 +267,9 @@ def path_child(args: argparse.Namespace) -> None:
 
     fused, predictor = json.loads(args.levers)
     if not fused:
-        primal._LOWP_BLOCK = 1 << 40  # one block: the whole copy, as the two products ran before
+        primal.LOWP_BLOCK = 1 << 40  # one block: the whole copy, as the two products ran before
     if not predictor:
-        primal._path_predictor = lambda prob, C, V0, T: V0.to(prob.dtype)  # start from the previous C's solution
+        primal.path_predictor = lambda prob, C, V0, T: V0.to(prob.dtype)  # start from the previous C's solution
     X = np.asarray(np.load(args.path_features, mmap_mode="r")[: args.path_rows])
     y = np.load(args.path_labels)[: args.path_rows]
     fits = []

@@ -13,7 +13,7 @@ from typing import Any
 
 from ganbench.errors import ConfigError, ModelError
 from ganbench.models.base import Variant
-from ganbench.models.catalog import _VARIANTS, _as_variant, register_variant
+from ganbench.models.catalog import VARIANTS, as_variant, register_variant
 from ganbench.objectives import ALIASES, BUILTIN_OBJECTIVES, Objective
 
 ENTRY_POINT_GROUP = "ganbench.variants"
@@ -25,21 +25,21 @@ _entry_points_loaded = False
 def get_variant(name: str) -> Variant:
     """The variant registered under name (built-ins, then installed plugins)."""
     _load_builtins()
-    if name not in _VARIANTS:
+    if name not in VARIANTS:
         _load_entry_points()
-    if name not in _VARIANTS:
+    if name not in VARIANTS:
         raise ModelError(
-            f"unknown model {name!r}; known: {', '.join(sorted(_VARIANTS))} "
+            f"unknown model {name!r}; known: {', '.join(sorted(VARIANTS))} "
             "(a model from a file: --variant path/to/file.py:NAME)"
         )
-    return _VARIANTS[name]
+    return VARIANTS[name]
 
 
 def available_variants() -> list[Variant]:
     """All registered variants, sorted by name."""
     _load_builtins()
     _load_entry_points()
-    return [_VARIANTS[k] for k in sorted(_VARIANTS)]
+    return [VARIANTS[k] for k in sorted(VARIANTS)]
 
 
 def _import_file(path_text: str, what: str, option: str) -> object:
@@ -77,7 +77,7 @@ def load_variant_file(spec: str) -> Variant:
     path = Path(path_text).expanduser().resolve()
     if not hasattr(module, attr):
         raise ModelError(f"variant file {path} defines no {attr!r}")
-    variant = _as_variant(getattr(module, attr), f"{path}:{attr}")
+    variant = as_variant(getattr(module, attr), f"{path}:{attr}")
     variant = replace(variant, origin={"kind": "file", "path": str(path), "attr": attr})
     _load_builtins()
     register_variant(variant)
@@ -201,7 +201,7 @@ def _load_entry_points() -> None:
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            variant = _as_variant(ep.load(), f"entry point {ep.name} ({ep.value})")
+            variant = as_variant(ep.load(), f"entry point {ep.name} ({ep.value})")
         except ModelError:
             raise
         except Exception as exc:

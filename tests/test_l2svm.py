@@ -362,16 +362,16 @@ def test_dual_path_with_and_without_the_float32_factorisation(monkeypatch):
 def test_path_predictor_minimises_the_objective_on_the_extrapolated_ray():
     # along a C path the primal starts from the best point of V0 + t T (T: the path's last step); never worse than
     # the previous solution V0 (t = 0), and the exact minimiser of the new C's objective over t >= 0
-    from ganbench.probe.problem import _Problem
+    from ganbench.probe.problem import Problem
 
     X, y, _, _ = problem("overlapping")
-    prob = _Problem(X, y, torch.device("cpu"), torch.float64, None)
+    prob = Problem(X, y, torch.device("cpu"), torch.float64, None)
     a, b = L2SVM(C=0.01, tol=1e-8).fit(X, y), L2SVM(C=0.05, tol=1e-8).fit(X, y)
     V = [torch.as_tensor(np.c_[m.coef_, m.intercept_], dtype=torch.float64) for m in (a, b)]
     C = 0.25
     rng = np.random.default_rng(0)
     for T in (V[1] - V[0], torch.as_tensor(rng.normal(size=V[0].shape)) * 10):  # a sensible trend, then garbage
-        start = primal._path_predictor(prob, C, V[1], T).numpy()
+        start = primal.path_predictor(prob, C, V[1], T).numpy()
         f = lambda v: squared_hinge_objective(v[:, :-1], v[:, -1], X, y, C)  # noqa: E731
         ts = np.linspace(0, 3, 3001)
         on_ray = np.array([f(V[1].numpy() + t * T.numpy()) for t in ts])  # (t, class)
@@ -380,7 +380,7 @@ def test_path_predictor_minimises_the_objective_on_the_extrapolated_ray():
         assert np.all(got <= on_ray.min(0) * (1 + 1e-9))
     # the sensible trend closes most of the gap to the new optimum that the previous solution leaves
     best = f(np.c_[(m := L2SVM(C=C, tol=1e-10).fit(X, y)).coef_, m.intercept_])
-    start = primal._path_predictor(prob, C, V[1], V[1] - V[0]).numpy()
+    start = primal.path_predictor(prob, C, V[1], V[1] - V[0]).numpy()
     gap = (f(start) - best) / (f(V[1].numpy()) - best)
     assert np.all(gap < 0.5), gap
 
@@ -393,8 +393,8 @@ def test_bfloat16_newton_schedule_changes_the_passes_not_the_optimum(monkeypatch
     X, y, _, _ = problem("overlapping")
     ref = reference("overlapping")
     calls = []
-    fused = primal._fused_pass
-    monkeypatch.setattr(primal, "_fused_pass", lambda prob, V, w: calls.append(V.shape[0]) or fused(prob, V, w))
+    fused = primal.fused_pass
+    monkeypatch.setattr(primal, "fused_pass", lambda prob, V, w: calls.append(V.shape[0]) or fused(prob, V, w))
     fits = {}
     for wait in (0, 10**9):
         monkeypatch.setattr(primal, "_WAIT_PASSES", wait)

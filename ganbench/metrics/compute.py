@@ -9,7 +9,7 @@ import numpy as np
 
 from ganbench.choices import QUALITY_METRICS
 from ganbench.metrics.errors import MetricInputError
-from ganbench.metrics.fid import _check_stats, feature_statistics, frechet_distance
+from ganbench.metrics.fid import check_stats, feature_statistics, frechet_distance
 from ganbench.metrics.inception_score import inception_score
 from ganbench.metrics.kid import kernel_inception_distance
 from ganbench.metrics.prdc import prdc
@@ -81,7 +81,7 @@ def compute_all(
     if "fid" in wanted:
         mu_f, sig_f = feature_statistics(fake)
         if real_stats is not None:
-            mu_r, sig_r = _check_stats(real_stats[0], real_stats[1], " (real_stats)")
+            mu_r, sig_r = check_stats(real_stats[0], real_stats[1], " (real_stats)")
         else:
             mu_r, sig_r = feature_statistics(real)
         out["fid"] = frechet_distance(mu_r, sig_r, mu_f, sig_f)

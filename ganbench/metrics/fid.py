@@ -94,7 +94,7 @@ def feature_statistics(feats: Any) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.atleast_2d(sigma)
 
 
-def _check_stats(mu: Any, sigma: Any, which: str) -> tuple[np.ndarray, np.ndarray]:
+def check_stats(mu: Any, sigma: Any, which: str) -> tuple[np.ndarray, np.ndarray]:
     mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
     sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
     if mu.ndim != 1:
@@ -142,8 +142,8 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 
     to both diagonals (pytorch-fid's fallback) and warns. Round-off can make a distance between
     identical statistics a tiny negative number; it is clamped to 0.
     """
-    mu1, sigma1 = _check_stats(mu1, sigma1, "1")
-    mu2, sigma2 = _check_stats(mu2, sigma2, "2")
+    mu1, sigma1 = check_stats(mu1, sigma1, "1")
+    mu2, sigma2 = check_stats(mu2, sigma2, "2")
     if mu1.shape != mu2.shape:
         raise MetricInputError(
             f"statistics have different dimensions ({mu1.shape[0]} vs {mu2.shape[0]}); "
@@ -205,7 +205,7 @@ def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, meta: dict[str
     the npz itself as a string array of that name (pytorch-fid reads only ``mu`` and ``sigma``) and into the
     sidecar. Both files are written atomically. Returns the npz path.
     """
-    mu, sigma = _check_stats(mu, sigma, "")
+    mu, sigma = check_stats(mu, sigma, "")
     p = Path(path)
     if p.suffix != ".npz":
         p = p.with_name(p.name + ".npz")
@@ -274,7 +274,7 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
             f"cannot read statistics file {p} ({type(exc).__name__}: {one_line(exc, 120)}); "
             "it is corrupt or not an npz file: recreate it"
         ) from None
-    mu, sigma = _check_stats(mu, sigma, f" in {p}")
+    mu, sigma = check_stats(mu, sigma, f" in {p}")
     meta: dict[str, Any] = {}
     side = sidecar_path(p)
     if side.is_file():

@@ -11,22 +11,22 @@ from collections.abc import Callable
 from ganbench.errors import ModelError
 from ganbench.models.base import Variant
 
-_VARIANTS: dict[str, Variant] = {}
+VARIANTS: dict[str, Variant] = {}
 
 
 def register_variant(obj: Variant | Callable[[], Variant]) -> Variant | Callable[[], Variant]:
     """Register a Variant, or (as a decorator) a zero-argument function returning one; returns its argument."""
-    variant = _as_variant(obj, "register_variant")
-    existing = _VARIANTS.get(variant.name)
+    variant = as_variant(obj, "register_variant")
+    existing = VARIANTS.get(variant.name)
     if existing is not None and existing.origin != variant.origin:
         raise ModelError(
             f"model name {variant.name!r} is taken (registered from {_describe(existing)}); choose another name"
         )
-    _VARIANTS[variant.name] = variant
+    VARIANTS[variant.name] = variant
     return obj
 
 
-def _as_variant(obj: object, where: str) -> Variant:
+def as_variant(obj: object, where: str) -> Variant:
     if isinstance(obj, Variant):
         return obj
     if callable(obj):

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ganbench.probe.newton import _fused_pass, _line_search, _Result
-from ganbench.probe.problem import _Problem
-from ganbench.probe.rows import _Rows
+from ganbench.probe.newton import Result, fused_pass, line_search
+from ganbench.probe.problem import Problem
+from ganbench.probe.rows import FeatureRows
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class _Gram:
 _GRAM_RESIDENT_BYTES = 2**30  # rows converted to the compute dtype in full for the Gram matrix when at most this
 
 
-def _centered_gram(rows: _Rows, m64: torch.Tensor) -> _Gram:
+def centered_gram(rows: FeatureRows, m64: torch.Tensor) -> _Gram:
     n = rows.n
     Kc = torch.empty(n, n, dtype=torch.float64, device=rows.device)
     v = torch.empty(n, dtype=torch.float64, device=rows.device)
@@ -228,9 +228,9 @@ def _dual_objective(B: torch.Tensor, Z: torch.Tensor, Y: torch.Tensor, C: float)
     return 0.5 * (B * Z).sum(0) + C * (slack * slack).sum(0)
 
 
-def _dual_newton(
-    prob: _Problem, C: float, S0: torch.Tensor | None, max_iter: int
-) -> tuple[_Result, torch.Tensor]:
+def dual_newton(
+    prob: Problem, C: float, S0: torch.Tensor | None, max_iter: int
+) -> tuple[Result, torch.Tensor]:
     """Chapelle's primal Newton in the span of the data; returns the result and the margins K~ beta."""
     gram = problem_gram(prob)
     n, K, dev = prob.n, prob.K, prob.device
@@ -256,7 +256,7 @@ def _dual_newton(
         Zn = gram.matmul(Bn)
         Bt, Zt, Yt = B[:, todo], Z[:, todo], Y[:, todo]
         Dl, Q = Bn - Bt, Zn - Zt
-        t = _line_search(Zt, Q, Yt, C, (Zt * Dl).sum(0), (Dl * Q).sum(0))
+        t = line_search(Zt, Q, Yt, C, (Zt * Dl).sum(0), (Dl * Q).sum(0))
         # a full step up to rounding, or one that lands on the optimum: a Newton point whose own support set is
         # the one it was solved on minimises the objective (finite convergence), wherever the line search stopped
         # on the way (its step then differs from 1 by rounding alone); taking it saves a confirming step
@@ -277,12 +277,12 @@ def _dual_newton(
     converged = todo.numel() == 0
     # back to the primal: w = X^T beta, b = 1^T beta (the intercept's feature is 1)
     beta = B.to(prob.dtype)
-    W, _ = _fused_pass(prob, None, lambda a, b, z: beta[a:b])
-    return _Result(W, B.sum(0), obj, n_iter, converged), Z
+    W, _ = fused_pass(prob, None, lambda a, b, z: beta[a:b])
+    return Result(W, B.sum(0), obj, n_iter, converged), Z
 
 
-def problem_gram(prob: _Problem) -> _Gram:
+def problem_gram(prob: Problem) -> _Gram:
     """The problem's centred Gram matrix, computed once per problem (a C path reuses it)."""
     if prob.gram is None:
-        prob.gram = _centered_gram(prob.rows, prob.m64)
+        prob.gram = centered_gram(prob.rows, prob.m64)
     return prob.gram

@@ -58,12 +58,12 @@ from sklearn.exceptions import ConvergenceWarning
 from ganbench.choices import SVM_BACKENDS
 from ganbench.devices import available_bytes
 from ganbench.errors import ConfigError
-from ganbench.probe.dual import _centered_gram, _dual_newton
+from ganbench.probe.dual import centered_gram, dual_newton
 from ganbench.probe.primal import PRECONDITIONER_RANK as PRECONDITIONER_RANK  # re-exported
-from ganbench.probe.primal import _primal_newton
-from ganbench.probe.problem import _as_matrix, _labels, _Problem
+from ganbench.probe.primal import primal_newton
+from ganbench.probe.problem import Problem, as_matrix, class_indices
 from ganbench.probe.rows import CHUNK_BYTES as CHUNK_BYTES  # re-exported: the default chunk size
-from ganbench.probe.rows import _mean_and_check, _nonfinite_error, _Rows
+from ganbench.probe.rows import FeatureRows, mean_and_check, nonfinite_error
 
 __all__ = ["L2SVM", "fit_path", "gram_matrix", "squared_hinge_objective"]
 
@@ -132,10 +132,10 @@ def gram_matrix(
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    X = _as_matrix(X)
-    rows = _Rows(X, _device(device), DTYPES[dtype], chunk_rows)
-    rows.center = _mean_and_check(rows).to(rows.dtype)
-    return _centered_gram(rows, rows.center.double()).K.cpu().numpy()
+    X = as_matrix(X)
+    rows = FeatureRows(X, _device(device), DTYPES[dtype], chunk_rows)
+    rows.center = mean_and_check(rows).to(rows.dtype)
+    return centered_gram(rows, rows.center.double()).K.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------- estimator
@@ -164,7 +164,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
     backend: "torch" (ganbench's solver) or "sklearn" (LinearSVC, the reference).
     device: torch device for the torch backend ("cpu", "cuda", "cuda:1").
     tol: torch primal: stop a class once its relative suboptimality (f - f*) / f is provably below tol (from
-        the gradient norm or the Newton decrement, see _primal_newton), or when the objective stops
+        the gradient norm or the Newton decrement, see primal_newton), or when the objective stops
         decreasing at the working precision; the last Newton step usually ends far below tol. torch dual:
         unused (it stops when the support set repeats, which is exact). sklearn: LinearSVC's tol.
     max_iter: Newton steps (torch) or LinearSVC's max_iter (sklearn).
@@ -223,7 +223,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
             init = self
         if self.backend == "sklearn":
             return self._fit_sklearn(X, y)
-        prob = _Problem(X, y, _device(self.device), DTYPES[self.dtype], self.chunk_rows)
+        prob = Problem(X, y, _device(self.device), DTYPES[self.dtype], self.chunk_rows)
         try:
             compatible = not from_attribute or (
                 np.array_equal(self.classes_, prob.classes) and self.coef_.shape[1] == prob.d
@@ -233,7 +233,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
             prob.rows.release()
         return self
 
-    def _choose_solver(self, prob: _Problem) -> str:
+    def _choose_solver(self, prob: Problem) -> str:
         if self.solver != "auto":
             if self.solver == "dual":
                 _check_gram_memory(prob.n, prob.device, strict=True)
@@ -244,7 +244,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
             return "dual"
         return "primal"
 
-    def _fit_problem(self, prob: _Problem, warm: _Warm | None) -> torch.Tensor | None:
+    def _fit_problem(self, prob: Problem, warm: _Warm | None) -> torch.Tensor | None:
         """Fit on a prepared problem; returns the training margins (n, K) when the dual solver knows them."""
         C = float(self.C)
         solver = self._choose_solver(prob)
@@ -254,14 +254,14 @@ class L2SVM(ClassifierMixin, BaseEstimator):
             W0 = b0 = trend = None
             if warm is not None:
                 W0, b0, trend = warm.W, warm.b, warm.trend
-            res = _primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter), self.hessian_dtype, trend)
+            res = primal_newton(prob, C, W0, b0, float(self.tol), int(self.max_iter), self.hessian_dtype, trend)
         else:
             prob.lowp = prob.subspace = None  # a path that moved on from the primal (its small C) needs neither again
             S0 = None
             if warm is not None:
                 Zw = warm.Z if warm.Z is not None else prob.margins(warm.W, warm.b)
                 S0 = prob.Y64 * Zw < 1
-            res, Z = _dual_newton(prob, C, S0, int(self.max_iter))
+            res, Z = dual_newton(prob, C, S0, int(self.max_iter))
         if not res.converged:
             warnings.warn(
                 f"L2SVM ({solver} solver) did not converge in max_iter={self.max_iter} Newton steps; "
@@ -282,10 +282,10 @@ class L2SVM(ClassifierMixin, BaseEstimator):
     def _fit_sklearn(self, X: Any, y: Any) -> L2SVM:
         from sklearn.svm import LinearSVC
 
-        X = _as_matrix(X)
-        classes, _ = _labels(y, X.shape[0])
-        rows = _Rows(X, torch.device("cpu"), torch.float32, self.chunk_rows)
-        _mean_and_check(rows)
+        X = as_matrix(X)
+        classes, _ = class_indices(y, X.shape[0])
+        rows = FeatureRows(X, torch.device("cpu"), torch.float32, self.chunk_rows)
+        mean_and_check(rows)
         n, d = X.shape
         dual = n < d if self.solver == "auto" else self.solver == "dual"
         svc = LinearSVC(
@@ -318,7 +318,7 @@ class L2SVM(ClassifierMixin, BaseEstimator):
         """(n_samples, n_classes) one-vs-rest scores w_k . x + b_k (float32)."""
         if not hasattr(self, "coef_"):
             raise ConfigError("this L2SVM is not fitted yet; call fit(X, y) first")
-        X = _as_matrix(X)
+        X = as_matrix(X)
         if X.shape[1] != self.coef_.shape[1]:
             raise ConfigError(
                 f"X has {X.shape[1]} features but the SVM was fitted on {self.coef_.shape[1]}; pass features "
@@ -326,14 +326,14 @@ class L2SVM(ClassifierMixin, BaseEstimator):
             )
         dev = _device(self.device) if self.backend == "torch" else torch.device("cpu")
         dt = DTYPES.get(self.dtype, torch.float32)
-        rows = _Rows(X, dev, dt, self.chunk_rows)
+        rows = FeatureRows(X, dev, dt, self.chunk_rows)
         Wt = torch.as_tensor(self.coef_, device=dev).to(dt).T
         b = torch.as_tensor(self.intercept_, device=dev).to(dt)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float32)
         for a, e, chunk in rows.chunks(center=False):
             z = torch.addmm(b, chunk, Wt)
             if not bool(torch.isfinite(z).all()):
-                raise _nonfinite_error(rows, a, e, chunk)
+                raise nonfinite_error(rows, a, e, chunk)
             out[a:e] = z.float().cpu().numpy()
         rows.release()
         return out
@@ -353,7 +353,7 @@ def accuracies(models: Sequence[L2SVM], X: Any, y: Any) -> list[float]:
     """
     if not models:
         return []
-    X = _as_matrix(X)
+    X = as_matrix(X)
     y = np.asarray(y)
     first = models[0]
     for m in models:
@@ -369,13 +369,13 @@ def accuracies(models: Sequence[L2SVM], X: Any, y: Any) -> list[float]:
     sizes = [len(m.classes_) for m in models]
     Wt = torch.as_tensor(np.concatenate([m.coef_ for m in models]), device=dev).to(dt).T
     b = torch.as_tensor(np.concatenate([m.intercept_ for m in models]), device=dev).to(dt)
-    rows = _Rows(X, dev, dt, None)
+    rows = FeatureRows(X, dev, dt, None)
     correct = np.zeros(len(models), dtype=np.int64)
     bounds = np.cumsum([0] + sizes)
     for a, e, chunk in rows.chunks(center=False):
         z = torch.addmm(b, chunk, Wt)
         if not bool(torch.isfinite(z).all()):
-            raise _nonfinite_error(rows, a, e, chunk)
+            raise nonfinite_error(rows, a, e, chunk)
         for j, m in enumerate(models):
             pred = m.classes_[z[:, bounds[j] : bounds[j + 1]].argmax(1).cpu().numpy()]
             correct[j] += int((pred == y[a:e]).sum())
@@ -389,11 +389,11 @@ class _Warm:
     b: torch.Tensor  # (K,) float64
     Z: torch.Tensor | None = None  # (n, K) float64 margins on the training set, when known
     # along a C path: (dW, db), how the solution moved from the C before to this one, scaled to the next step in
-    # log C; the primal solver starts from the best point of W + t dW (see primal._path_predictor)
+    # log C; the primal solver starts from the best point of W + t dW (see primal.path_predictor)
     trend: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def _warm_from_model(init: L2SVM | None, prob: _Problem) -> _Warm | None:
+def _warm_from_model(init: L2SVM | None, prob: Problem) -> _Warm | None:
     if init is None:
         return None
     if not hasattr(init, "coef_"):
@@ -416,7 +416,7 @@ _CROSSOVER_MIN_ROWS = 3000  # below this the dual's whole C path costs seconds: 
 _CROSSOVER = 30.0  # the primal is cheaper while 2 C mean ||x~||^2 <= n^2 / (_CROSSOVER d) (measured, see below)
 
 
-def _primal_below_crossover(prob: _Problem, C: float) -> bool:
+def _primal_below_crossover(prob: Problem, C: float) -> bool:
     """Whether the primal solver is the cheaper one for n < d samples at this C (on the CPU).
 
     The dual's cost at a C is its factorisations, about n^3 (the support sets hold a large share of the points
@@ -462,7 +462,7 @@ def fit_path(
 
     The torch backend fits the Cs in increasing order, each starting from the previous solution (its support
     set for the dual solver; for the primal, the best point on the line that extrapolates the path's last step in
-    log C, see primal._path_predictor), and computes the dual's Gram matrix once. on_fit: called with each fitted model
+    log C, see primal.path_predictor), and computes the dual's Gram matrix once. on_fit: called with each fitted model
     (progress). params: other L2SVM hyper-parameters.
     """
     Cs = list(Cs) if not isinstance(Cs, (int, float)) else [Cs]
@@ -479,7 +479,7 @@ def fit_path(
                 on_fit(m)
         return models
     first = models[0]
-    prob = _Problem(X, y, _device(device), DTYPES[first.dtype], first.chunk_rows)
+    prob = Problem(X, y, _device(device), DTYPES[first.dtype], first.chunk_rows)
     try:
         warm: _Warm | None = None
         order = sorted(range(len(Cs)), key=lambda j: Cs[j])

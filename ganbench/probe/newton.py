@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from ganbench.probe.problem import _Problem
+    from ganbench.probe.problem import Problem
 
 
-def _line_search(
+def line_search(
     Z: torch.Tensor, Q: torch.Tensor, Y: torch.Tensor, C: float, a1: torch.Tensor, a2: torch.Tensor
 ) -> torch.Tensor:
     """Exact minimiser t >= 0 of phi(t) = a1 t + a2 t^2 / 2 + C sum max(0, 1 - y (z + t q))^2, per column.
@@ -47,7 +47,7 @@ def _line_search(
 
 
 @dataclass
-class _Result:
+class Result:
     W: torch.Tensor  # (K, d) float64
     b: torch.Tensor  # (K,) float64
     objective: torch.Tensor  # (K,) float64
@@ -55,8 +55,8 @@ class _Result:
     converged: bool
 
 
-def _fused_pass(
-    prob: _Problem, V: torch.Tensor | None, weight: Callable[[int, int, Any], torch.Tensor]
+def fused_pass(
+    prob: Problem, V: torch.Tensor | None, weight: Callable[[int, int, Any], torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over X: per chunk z = X~ V^T, u = weight(a, b, z) (c, j), accumulate X~^T u, X~ = [X, 1].
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ganbench.devices import available_bytes
-from ganbench.probe.newton import _fused_pass, _line_search, _Result
-from ganbench.probe.problem import _Problem
-from ganbench.probe.rows import _from_numpy
+from ganbench.probe.newton import Result, fused_pass, line_search
+from ganbench.probe.problem import Problem
+from ganbench.probe.rows import from_numpy
 
 PRECONDITIONER_RANK = 512  # dimension of the subspace on which the primal's CG is preconditioned exactly
 SUBSPACE_BYTES = 2**30  # at most this much for X~ U^T (n x rank in the compute dtype): the rank shrinks
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _CG_MAX_ITER = 500  # conjugate-gradient steps per Newton step (each is a pass over X)
 _FORCING_MAX = 0.1  # a Newton step's CG runs to relative residual min(sqrt(|g| / |g_0|), _FORCING_MAX) ...
 _TARGET_FLOOR = 0.2  # ... and no further than ||r||^2 = _TARGET_FLOOR tol f (the stopping test is 0.5 ||g||^2 <= tol f)
-_LOWP_BLOCK = 2048  # rows of the bfloat16 copy per block of a fused Hessian-vector product
+LOWP_BLOCK = 2048  # rows of the bfloat16 copy per block of a fused Hessian-vector product
 
 
 def _dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ class _Subspace:
     rest: torch.Tensor
 
 
-def _build_subspace(prob: _Problem, rank: int) -> _Subspace:
+def _build_subspace(prob: Problem, rank: int) -> _Subspace:
     """The mean/intercept direction and the top principal directions of a row sample of X (Nystrom-style).
 
     With d + 1 <= rank the subspace is everything and the preconditioner below is the exact Hessian.
@@ -56,7 +56,7 @@ def _build_subspace(prob: _Problem, rank: int) -> _Subspace:
     step = prob.rows.chunk_rows
     sample = torch.cat(
         [
-            _from_numpy(np.asarray(prob.rows.X[idx[i : i + step]])).to(dev).to(dt) - prob.rows.center
+            from_numpy(np.asarray(prob.rows.X[idx[i : i + step]])).to(dev).to(dt) - prob.rows.center
             for i in range(0, size, step)
         ]
     )
@@ -80,7 +80,7 @@ def _build_subspace(prob: _Problem, rank: int) -> _Subspace:
         # energies only shape the preconditioner and the cold start, which need not be exact (the Newton steps
         # and their stopping test use the exact gradient), so bfloat16 costs no accuracy of the solution
         Ur = Uw.to(torch.bfloat16)
-        blocks = ((a, min(a + _LOWP_BLOCK, n), prob.lowp[a:a + _LOWP_BLOCK]) for a in range(0, n, _LOWP_BLOCK))
+        blocks = ((a, min(a + LOWP_BLOCK, n), prob.lowp[a:a + LOWP_BLOCK]) for a in range(0, n, LOWP_BLOCK))
     else:
         Ur = Uw
         blocks = prob.rows.chunks()
@@ -162,7 +162,7 @@ def _subspace_start(sub: _Subspace, Y: torch.Tensor, C: float, tol: float) -> tu
             H = eye + 2 * C * (rows.T @ rows).double()
             P[k] = -torch.linalg.solve(H, G[k])
         Q = (XU @ P.T.to(XU.dtype)).double()
-        t = _line_search(Z, Q, Y, C, (c * P).sum(1), (P * P).sum(1))
+        t = line_search(Z, Q, Y, C, (c * P).sum(1), (P * P).sum(1))
         c += t[:, None] * P
         Z += t * Q
         steps += 1
@@ -170,7 +170,7 @@ def _subspace_start(sub: _Subspace, Y: torch.Tensor, C: float, tol: float) -> tu
 
 
 def _exact_gradient(
-    prob: _Problem, C: float, Vk: torch.Tensor, cols: torch.Tensor
+    prob: Problem, C: float, Vk: torch.Tensor, cols: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One exact pass for the classes cols at their points Vk (len(cols), d+1): margins X~ v (n, k) float64, active
     sets (n, k), objectives (k,) and gradients (k, d+1) float64."""
@@ -183,7 +183,7 @@ def _exact_gradient(
         y = Yk[a:b]
         return torch.where(y * z < 1, z - y, torch.zeros((), dtype=dt, device=dev))
 
-    Gw, Gb = _fused_pass(prob, Vk, grad_weight)
+    Gw, Gb = fused_pass(prob, Vk, grad_weight)
     Z64 = Z.double()
     act = Yk64 * Z64 < 1
     R = torch.where(act, Z64 - Yk64, torch.zeros((), dtype=torch.float64, device=dev))
@@ -192,10 +192,10 @@ def _exact_gradient(
     return Z64, act, f, G
 
 
-def _primal_newton(
-    prob: _Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int,
+def primal_newton(
+    prob: Problem, C: float, W0: torch.Tensor | None, b0: torch.Tensor | None, tol: float, max_iter: int,
     hessian_dtype: str = "auto", trend: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> _Result:
+) -> Result:
     """Modified finite Newton (Keerthi & DeCoste 2005) for all classes at once; see l2svm.py's docstring.
 
     A class stops when its relative suboptimality (f - f*) / f is certainly below tol: either from the
@@ -217,7 +217,7 @@ def _primal_newton(
         V[:, d] = b0.to(dt)
         if trend is not None:
             T = torch.cat([trend[0], trend[1][:, None]], 1)
-            V[:] = _path_predictor(prob, C, torch.cat([W0, b0[:, None]], 1), T)
+            V[:] = path_predictor(prob, C, torch.cat([W0, b0[:, None]], 1), T)
     else:
         start, n_iter = _subspace_start(problem_subspace(prob), Y64, C, tol)
         V[:] = start.to(dt)
@@ -263,7 +263,7 @@ def _primal_newton(
         P64, Q64 = P.double(), Q.double()
         gap = 0.5 * (-(G * P64).sum(1) + rr)
         # exact line search along p; X~ p came out of the CG iterations, so the step needs no pass over X
-        t = _line_search(Z64, Q64, Yk64, C, _dot(Vk, P), _dot(P, P))
+        t = line_search(Z64, Q64, Yk64, C, _dot(Vk, P), _dot(P, P))
         Vn = Vk.double() + t[:, None] * P64
         V[todo] = Vn.to(dt)
         fin = gap <= tol * fk
@@ -275,7 +275,7 @@ def _primal_newton(
     converged = todo.numel() == 0
     W = V[:, :d].double()
     b = V[:, d].double()
-    return _Result(W, b, objective, n_iter, converged)
+    return Result(W, b, objective, n_iter, converged)
 
 
 _WAIT_PASSES = 4  # Hessian passes a class that finished its CG may sit out waiting for company in the exact pass
@@ -283,9 +283,9 @@ _ALONG_PATIENCE = 3  # CG iterations without a lower objective along the iterate
 
 
 def _lowp_newton(
-    prob: _Problem, C: float, V: torch.Tensor, tol: float, max_iter: int, lowp: torch.Tensor, n_iter0: int
-) -> _Result:
-    """The Newton-CG of _primal_newton with the bfloat16 Hessian, each class on its own clock.
+    prob: Problem, C: float, V: torch.Tensor, tol: float, max_iter: int, lowp: torch.Tensor, n_iter0: int
+) -> Result:
+    """The Newton-CG of primal_newton with the bfloat16 Hessian, each class on its own clock.
 
     Every class makes the same Newton steps, with the same CG targets, as in the lock-step loop (but for the stop
     along the objective, below): classes never interact there either. What changes is the schedule. In lock step a
@@ -370,7 +370,7 @@ def _lowp_newton(
             if partial:
                 Q[:, ks[partial]] = _lowp_forward(prob, lowp, P[ks[partial]])
             P64, V64 = P[ks].double(), V[ks].double()
-            t = _line_search(Z[:, ks], Q[:, ks].double(), Y64[:, ks], C, (V64 * P64).sum(1), (P64 * P64).sum(1))
+            t = line_search(Z[:, ks], Q[:, ks].double(), Y64[:, ks], C, (V64 * P64).sum(1), (P64 * P64).sum(1))
             V[ks] = (V64 + t[:, None] * P64).to(dt)
             log.debug("primal newton: classes %s took steps %s after %s CG iterations, line search %s", fin,
                       [steps[k] for k in fin], [cg_iters[k] for k in fin], t.tolist())
@@ -404,7 +404,7 @@ def _lowp_newton(
                     continue
                 steps[k] += 1
                 prev_obj[k] = f
-                # inexact Newton, as in _primal_newton: CG to relative residual eta, no further than needed
+                # inexact Newton, as in primal_newton: CG to relative residual eta, no further than needed
                 eta = min(math.sqrt(g / float(gfirst[k])), _FORCING_MAX)
                 target[k] = max((eta * g) ** 2, _TARGET_FLOOR * tol * f)
                 Z[:, k], act[:, k], G[k] = Z64[:, j], actk[:, j], Gk[j]
@@ -415,7 +415,7 @@ def _lowp_newton(
                 lP = torch.stack([last[k][1] for k in retake])
                 lZ = torch.stack([last[k][2] for k in retake], 1)
                 Qx = prob.forward(lP, torch.float64)
-                t = _line_search(lZ, Qx, Y64[:, rk], C, (lV * lP).sum(1), (lP * lP).sum(1))
+                t = line_search(lZ, Qx, Y64[:, rk], C, (lV * lP).sum(1), (lP * lP).sum(1))
                 V[rk] = (lV + t[:, None] * lP).to(dt)
                 for k in retake:
                     del last[k]
@@ -479,7 +479,7 @@ def _lowp_newton(
     log.debug("primal newton: %d CGs ended at their best iterate along the objective", along_stops)
     W = V[:, :d].double()
     b = V[:, d].double()
-    return _Result(W, b, objective, n_iter0 + max(steps), all(converged))
+    return Result(W, b, objective, n_iter0 + max(steps), all(converged))
 
 
 def _ray_minimum(
@@ -489,12 +489,12 @@ def _ray_minimum(
     margins Z = X~ v (n, k), Q = X~ p (n, k), labels Y (n, k) of +-1, points V and directions P (k, d+1).
     Returns (k,) float64."""
     V64, P64, Q64 = V.double(), P.double(), Q.double()
-    t = _line_search(Z, Q64, Y, C, (V64 * P64).sum(1), (P64 * P64).sum(1))
+    t = line_search(Z, Q64, Y, C, (V64 * P64).sum(1), (P64 * P64).sum(1))
     slack = torch.clamp(1 - Y * (Z + t * Q64), min=0)
     return 0.5 * ((V64 + t[:, None] * P64) ** 2).sum(1) + C * (slack * slack).sum(0)
 
 
-def _path_predictor(prob: _Problem, C: float, V0: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+def path_predictor(prob: Problem, C: float, V0: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     """The start of a fit along a C path: the minimiser of this C's objective on the ray V0 + t T, t >= 0, per
     class (V0: the previous C's solution, T: the path's last step scaled to this one; both (K, d+1) float64).
 
@@ -506,13 +506,13 @@ def _path_predictor(prob: _Problem, C: float, V0: torch.Tensor, T: torch.Tensor)
     """
     k = V0.shape[0]
     Z = prob.forward(torch.cat([V0, T]), torch.float64)
-    t = _line_search(Z[:, :k], Z[:, k:], prob.Y64, C, (V0 * T).sum(1), (T * T).sum(1))
+    t = line_search(Z[:, :k], Z[:, k:], prob.Y64, C, (V0 * T).sum(1), (T * T).sum(1))
     log.debug("path predictor: steps %s", t.tolist())
     return (V0 + t[:, None] * T).to(prob.dtype)
 
 
 def _conjugate_gradient(
-    prob: _Problem,
+    prob: Problem,
     C: float,
     G: torch.Tensor,
     act: torch.Tensor,
@@ -549,7 +549,7 @@ def _conjugate_gradient(
             T[a:b] = z
             return z * actl[a:b]
 
-        Hw, Hb = _fused_pass(prob, Dl.to(dt), hv_weight)
+        Hw, Hb = fused_pass(prob, Dl.to(dt), hv_weight)
         HD = Dl + 2 * C * torch.cat([Hw, Hb[:, None]], 1)
         alpha = rz[live] / (Dl * HD).sum(1)
         P[live] += (alpha[:, None] * Dl).to(dt)
@@ -577,7 +577,7 @@ def fast_bfloat16(device: torch.device) -> bool:
         return False
 
 
-def problem_lowp(prob: _Problem, hessian_dtype: str) -> torch.Tensor | None:
+def problem_lowp(prob: Problem, hessian_dtype: str) -> torch.Tensor | None:
     """The centred rows X~ (n, d) in bfloat16, held in memory for the CG's Hessian-vector products, or None.
 
     hessian_dtype "bfloat16" always builds it, "float32" never, "auto" on the CPU where bfloat16 products are
@@ -601,13 +601,13 @@ def problem_lowp(prob: _Problem, hessian_dtype: str) -> torch.Tensor | None:
 
 
 def _lowp_pass(
-    prob: _Problem, Xb: torch.Tensor, D: torch.Tensor, act: torch.Tensor, T: torch.Tensor
+    prob: Problem, Xb: torch.Tensor, D: torch.Tensor, act: torch.Tensor, T: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """X~^T (act * X~ d) for directions D (k, d+1) from the bfloat16 rows Xb: native bfloat16 matrix products
     (float32 accumulation, results rounded to bfloat16), the mean and intercept terms in float64. Writes X~ d
     into T (n, k).
 
-    Both products run on one block of _LOWP_BLOCK rows at a time, so the second reads the block while it is
+    Both products run on one block of LOWP_BLOCK rows at a time, so the second reads the block while it is
     still in the cache instead of a second pass over the whole copy from memory (0.35 -> 0.27 s a product on
     40,000 x 28,672, 10 directions, 2 cores).
     """
@@ -618,17 +618,17 @@ def _lowp_pass(
     Db = Dw.to(torch.bfloat16)
     acc = torch.zeros(D.shape[0], d, dtype=torch.float32, device=Xb.device)
     ub = torch.zeros(D.shape[0], dtype=torch.float64, device=Xb.device)
-    for a in range(0, Xb.shape[0], _LOWP_BLOCK):
-        block = Xb[a:a + _LOWP_BLOCK]
+    for a in range(0, Xb.shape[0], LOWP_BLOCK):
+        block = Xb[a:a + LOWP_BLOCK]
         z = (Db @ block.T).T.float().add_(off).contiguous()  # (D X^T)^T: faster than X D^T for few directions
-        T[a:a + _LOWP_BLOCK] = z
-        u = z.mul_(act[a:a + _LOWP_BLOCK])
+        T[a:a + LOWP_BLOCK] = z
+        u = z.mul_(act[a:a + LOWP_BLOCK])
         ub += u.sum(0, dtype=torch.float64)
         acc += u.to(torch.bfloat16).T @ block  # the block's sum, added in float32
     return acc.double() + ub[:, None] * prob.m64[None, :], ub
 
 
-def _lowp_forward(prob: _Problem, Xb: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+def _lowp_forward(prob: Problem, Xb: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     """X~ v (n, k) float32 for V (k, d+1) from the bfloat16 rows."""
     prob.rows.passes += 1
     d = prob.d
@@ -636,7 +636,7 @@ def _lowp_forward(prob: _Problem, Xb: torch.Tensor, V: torch.Tensor) -> torch.Te
     return (V[:, :d].to(torch.bfloat16) @ Xb.T).T.float().add_(off)
 
 
-def problem_subspace(prob: _Problem) -> _Subspace:
+def problem_subspace(prob: Problem) -> _Subspace:
     """The problem's preconditioning subspace, built once per problem (a C path reuses it)."""
     if prob.subspace is None:
         itemsize = torch.empty((), dtype=prob.dtype).element_size()

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ganbench.errors import ConfigError
-from ganbench.probe.rows import _mean_and_check, _Rows
+from ganbench.probe.rows import FeatureRows, mean_and_check
 
 
-def _as_matrix(X: Any, name: str = "X") -> np.ndarray:
+def as_matrix(X: Any, name: str = "X") -> np.ndarray:
     """X as a 2-D numpy array; float16/32/64 arrays and memmaps are not copied (others become float32)."""
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
@@ -35,7 +35,7 @@ def _as_matrix(X: Any, name: str = "X") -> np.ndarray:
     return X
 
 
-def _labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+def class_indices(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(classes, index of each sample's class) for labels y of n samples."""
     y = np.asarray(y)
     if y.ndim != 1:
@@ -50,17 +50,17 @@ def _labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return classes, index.reshape(-1)
 
 
-class _Problem:
+class Problem:
     """One training set on one device: row chunks of X centred by its column mean, +-1 targets, Gram cache."""
 
     def __init__(self, X: Any, y: Any, device: torch.device, dtype: torch.dtype, chunk_rows: int | None):
-        X = _as_matrix(X)
-        self.classes, index = _labels(y, X.shape[0])
+        X = as_matrix(X)
+        self.classes, index = class_indices(y, X.shape[0])
         self.n, self.d = X.shape
         self.K = len(self.classes)
-        self.rows = _Rows(X, device, dtype, chunk_rows)
+        self.rows = FeatureRows(X, device, dtype, chunk_rows)
         self.device, self.dtype = device, dtype
-        mean = _mean_and_check(self.rows)
+        mean = mean_and_check(self.rows)
         self.rows.center = mean.to(dtype)
         self.m64 = self.rows.center.double()  # the centre exactly as subtracted
         Y = -torch.ones(self.n, self.K, dtype=torch.float64, device=device)

@@ -16,7 +16,7 @@ from ganbench.errors import ConfigError
 CHUNK_BYTES = 256 * 2**20  # one converted row chunk
 
 
-class _Rows:
+class FeatureRows:
     """Row chunks of X on the compute device in the compute dtype, optionally minus a centre vector."""
 
     def __init__(
@@ -39,7 +39,7 @@ class _Rows:
                 self._resident = torch.empty(X.shape, dtype=_torch_dtype(X.dtype), device=device)
                 for a in range(0, self.n, self.chunk_rows):
                     b = min(a + self.chunk_rows, self.n)
-                    self._resident[a:b].copy_(_from_numpy(X[a:b]))
+                    self._resident[a:b].copy_(from_numpy(X[a:b]))
 
     def _buffer(self, slot: int) -> torch.Tensor:
         buf = self._buffers.get(slot)
@@ -53,7 +53,7 @@ class _Rows:
         if self._resident is not None:
             src = self._resident[a:b]
         else:
-            src = _from_numpy(self.X[a:b])
+            src = from_numpy(self.X[a:b])
             if self.device.type != "cpu":
                 src = src.to(self.device, non_blocking=False)
         shift = self.center if center else None
@@ -80,14 +80,14 @@ def _torch_dtype(dtype: np.dtype) -> torch.dtype:
     return {2: torch.float16, 4: torch.float32, 8: torch.float64}[np.dtype(dtype).itemsize]
 
 
-def _from_numpy(a: np.ndarray) -> torch.Tensor:
+def from_numpy(a: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():
         # read-only memmaps: the tensor is only ever read
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(np.asarray(a))
 
 
-def _nonfinite_error(rows: _Rows, a: int, b: int, chunk: torch.Tensor, name: str = "X") -> ConfigError:
+def nonfinite_error(rows: FeatureRows, a: int, b: int, chunk: torch.Tensor, name: str = "X") -> ConfigError:
     if torch.isfinite(chunk).all():
         return ConfigError(
             f"{name} rows {a}..{b - 1} have values too large for {str(rows.dtype)[6:]} sums; rescale the "
@@ -96,12 +96,12 @@ def _nonfinite_error(rows: _Rows, a: int, b: int, chunk: torch.Tensor, name: str
     return ConfigError(f"{name} has NaN or infinite values in rows {a}..{b - 1}; remove or impute them")
 
 
-def _mean_and_check(rows: _Rows) -> torch.Tensor:
+def mean_and_check(rows: FeatureRows) -> torch.Tensor:
     """Column means of X (float64), checking chunk by chunk that every value is finite."""
     total = torch.zeros(rows.d, dtype=torch.float64, device=rows.device)
     for a, b, chunk in rows.chunks(center=False):
         s = chunk.sum(0)  # NaN/inf anywhere in the chunk shows up here, at a tenth of isfinite's cost
         if not bool(torch.isfinite(s).all()):
-            raise _nonfinite_error(rows, a, b, chunk)
+            raise nonfinite_error(rows, a, b, chunk)
         total += s.double()
     return total / rows.n
