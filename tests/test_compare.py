@@ -174,19 +174,19 @@ def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
 
 
 def test_a_comparison_may_gain_variants_after_its_own_but_not_change_them():
-    from ganbench.compare import _same_comparison, spec_json
+    from ganbench.compare import same_comparison, spec_json
 
     spec = spec_from_dict({"name": "x", "dataset": "digits", "budget": {"images": 640}, "eval_every": 640,
                            "probe": "digits", "variants": {"ns": {"objective": "ns"}, "lsgan": {"objective": "lsgan"}}})
     saved = spec_json(spec)
     more = replace(spec, variants={**spec.variants, "ss-gan": {"objective": "ss-gan"}}, seeds=[0, 1, 2])
-    assert _same_comparison(saved, spec_json(more))
+    assert same_comparison(saved, spec_json(more))
     reordered = replace(spec, variants={"lsgan": {"objective": "lsgan"}, "ns": {"objective": "ns"}})
     changed = replace(spec, variants={"ns": {"objective": "ns", "lr": 1e-3}, "lsgan": {"objective": "lsgan"}})
     dropped = replace(spec, variants={"ns": {"objective": "ns"}})
     other = replace(spec, eval_every=320)
     for bad in (reordered, changed, dropped, other):
-        assert not _same_comparison(saved, spec_json(bad))
+        assert not same_comparison(saved, spec_json(bad))
 
 
 @pytest.mark.slow
@@ -270,7 +270,7 @@ def test_tensorboard_gives_one_run_per_variant_and_seed_with_its_evaluations(tmp
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from ganbench.compare import _tensorboard_results
+    from ganbench.compare.run import _tensorboard_results
 
     spec = spec_from_dict({"name": "tb", "dataset": "digits", "variants": {"ns": {}, "hinge": {"objective": "hinge"}},
                            "budget": {"steps": 4}, "eval_every": 2, "probe": "digits"})
@@ -344,7 +344,7 @@ def test_slices_and_foreign_records_are_refused_before_any_training(tmp_path):
     with pytest.raises(ConfigError, match=r"--seeds 7: the SPEC's seeds are 0, 1, 2"):
         list(run_compare(spec, out, progress=False, seeds=[0, 7]))
     assert not out.exists()
-    from ganbench.compare import _tag
+    from ganbench.compare.run import _tag
     from ganbench.report.records import append_record
 
     unit = plan(spec, out)[0]
@@ -414,15 +414,16 @@ def test_portable_records_carry_the_users_paths_not_this_machines(tmp_path, monk
 
 
 def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypatch):
-    from ganbench import compare
+    from ganbench.compare import report as compare_report
+    from ganbench.compare import run as compare_run
 
     run = tmp_path / "run"
     run.mkdir()
     labels = iter(["CPU A, 2 threads", "CPU B, 16 threads", "CPU B, 16 threads"])
     monkeypatch.setattr("ganbench.devices.machine_label", lambda info: next(labels))
     for seconds in (100.0, 50.0, 25.0):
-        compare._add_wall_time(run, seconds)
-    saved = compare._wall_time(run)
+        compare_run._add_wall_time(run, seconds)
+    saved = compare_run._wall_time(run)
     assert saved == {"train_s": 175.0, "by_machine": {"CPU A, 2 threads": 100.0, "CPU B, 16 threads": 75.0}}
     spec = read_spec(write_spec(tmp_path, SLICE_SPEC))
     out = tmp_path / "out"
@@ -431,11 +432,11 @@ def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypa
 
     for unit, machines in ((units[0], saved["by_machine"]), (units[1], {"CPU A, 2 threads": 90.0})):
         append_record({"kind": "train", "wall_time_s": {"train": sum(machines.values())},
-                       "wall_time_by_machine": machines, "compare": compare._tag(spec, unit, unit.steps)},
+                       "wall_time_by_machine": machines, "compare": compare_run._tag(spec, unit, unit.steps)},
                       out / "records" / "train.jsonl")
-    header, body, caption = compare.comparison_table(out, spec, units)
+    header, body, caption = compare_report.comparison_table(read_records(out / "records"), spec, units)
     ns = body[0]
-    assert ns[header.index(compare.WALL_COLUMN)] == "132 (2 machines)"  # (175 + 90) / 2, over two machines
+    assert ns[header.index(compare_report.WALL_COLUMN)] == "132 (2 machines)"  # (175 + 90) / 2, over two machines
     assert "CPU A, 2 threads; CPU B, 16 threads (times of different machines are not comparable)" in caption
 
 

@@ -1,0 +1,260 @@
+"""A comparison's report, made from its records alone (read once per report): one row per variant (mean ± std over
+seeds) as compare.md, compare.csv and compare.tex through report/render.py, and curves.png along training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ganbench.compare.spec import (
+    BASELINE,
+    CURVE_CALIBRATION_IMAGES,
+    DEFAULT_REPRESENTATION,
+    CompareSpec,
+    comparison_records,
+    probe_representation,
+    spec_of_folder,
+)
+from ganbench.compare.units import Unit, plan
+from ganbench.errors import ConfigError
+from ganbench.files import atomic_path, atomic_write
+from ganbench.report.render import csv_text, latex_tabular, markdown_table, tex_text
+
+
+def _mean_std(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def summarize(records: list[dict[str, Any]], spec: CompareSpec, units: list[Unit]) -> list[dict[str, Any]]:
+    """One row per variant (and the baseline): mean and std over seeds of the final and best probe accuracy and
+    of the final sample metrics, seeds, and training wall time; from the comparison's records alone."""
+    probes: dict[tuple[str, int], dict[int, float]] = {}
+    quality: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    walls: dict[tuple[str, int], float] = {}
+    machines: dict[tuple[str, int], list[str]] = {}
+    for r in records:
+        c = r.get("compare") or {}
+        key = (c.get("variant"), int(c.get("seed", -1)))
+        if r.get("kind") == "train" and (r.get("wall_time_s") or {}).get("train") is not None:
+            walls[key] = float(r["wall_time_s"]["train"])
+            machines[key] = sorted(r.get("wall_time_by_machine") or {})
+        elif r.get("kind") == "probe":
+            probes.setdefault(key, {})[int(c["step"])] = float(r["results"]["test_accuracy_mean"])
+        elif r.get("kind") == "quality":
+            quality.setdefault(key, {})[int(c["step"])] = r["results"]
+    rows = []
+    for name in spec.variants:
+        mine = [u for u in units if u.variant == name]
+        final = [probes[(name, u.seed)][u.steps] for u in mine if u.steps in probes.get((name, u.seed), {})]
+        best = [max(probes[(name, u.seed)].values()) for u in mine if probes.get((name, u.seed))]
+        q_final = [quality[(name, u.seed)][u.steps] for u in mine if u.steps in quality.get((name, u.seed), {})]
+        fid_key, is_key = ("digits_fid", "digits_is_mean") if spec.metrics == "digits" else ("fid", "is_mean")
+        rows.append({
+            "variant": name, "seeds": len(final),
+            "objective": mine[0].config.objective + ("" if probe_representation(spec, name) == DEFAULT_REPRESENTATION
+                                                     else f" (probe: {probe_representation(spec, name)})"),
+            "steps": mine[0].steps, "images": mine[0].steps * mine[0].images_per_step,
+            "probe_final": _mean_std(final), "probe_best": _mean_std(best),
+            "fid": _mean_std([float(q[fid_key]) for q in q_final if fid_key in q]),
+            "is": _mean_std([float(q[is_key]) for q in q_final if is_key in q]),
+            "train_wall_s": _mean_std([walls[(name, u.seed)] for u in mine if (name, u.seed) in walls]),
+            "machines": sorted({m for u in mine for m in machines.get((name, u.seed), [])}),
+            "of_seeds": len(spec.seeds),
+        })
+    if spec.baseline and spec.probe:
+        base = [probes[(BASELINE, s)][0] for s in spec.seeds if 0 in probes.get((BASELINE, s), {})]
+        rows.append({"variant": BASELINE, "objective": "-", "seeds": len(base), "steps": 0, "images": 0,
+                     "probe_final": _mean_std(base), "probe_best": _mean_std(base), "fid": None, "is": None,
+                     "train_wall_s": None, "machines": [], "of_seeds": len(spec.seeds)})
+    return rows
+
+
+def _cell(value: tuple[float, float] | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def comparison_table(records: list[dict[str, Any]], spec: CompareSpec,
+                     units: list[Unit]) -> tuple[list[str], list[list[str]], str]:
+    """(header, rows, caption) of the comparison, from its records."""
+    rows = summarize(records, spec, units)
+    quality_name = {"digits": ("digits-FID", "digits-IS"), "inception": ("FID", "IS"), "none": ("FID", "IS")}
+    fid_name, is_name = quality_name[spec.metrics]
+    skipped = None
+    if spec.metrics == "inception" and all(r["fid"] is None and r["is"] is None for r in rows):
+        # compare writes no quality record without the weights (it never downloads them mid-run)
+        skipped = "skipped: no Inception weights"
+    elif spec.metrics == "none":
+        skipped = "not asked for"
+    header = ["variant", "objective", "seeds", "G steps", "images", f"{spec.probe or 'probe'} final %",
+              "best over budget %", fid_name, is_name, "train wall time s (per seed)"]
+    body = []
+    every_machine = sorted({m for r in rows for m in r["machines"]})
+    for r in rows:
+        is_base = r["variant"] == BASELINE
+        fid = "-" if is_base else (skipped or _cell(r["fid"], 1))
+        isc = "-" if is_base else (skipped or _cell(r["is"], 2))
+        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s'][0]:.0f}"
+        if len(r["machines"]) > 1:  # a mean over machines is no timing: say so in the cell
+            wall += f" ({len(r['machines'])} machines)"
+        # a slice leaves cells not yet run: the count says so instead of hiding the row
+        seeds = str(r["seeds"]) if r["seeds"] == r["of_seeds"] else f"{r['seeds']} of {r['of_seeds']}"
+        body.append([r["variant"], r["objective"] or "-", seeds, str(r["steps"]), str(r["images"]),
+                     _cell(r["probe_final"]), _cell(r["probe_best"]), fid, isc, wall])
+    unit = f"{spec.budget} {spec.budget_unit}"
+    caption = (f"{spec.name}: every variant trained on {spec.dataset} ({spec.split}) with the same budget ({unit} "
+               f"per run), the same data and architecture ({spec.model}, {_arch_text(spec)}), seeds "
+               f"{', '.join(map(str, spec.seeds))}; mean ± std over seeds (Lucic et al. 2018, \"Are GANs Created "
+               f"Equal?\"). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
+               f"{' (layers ' + spec.probe_layers + ')' if spec.probe_layers else ' (all layers)'}"
+               f"{', ' + str(spec.probe_trials) + ' trials' if spec.probe_trials else ''}"
+               f"{_curve_text(spec)}"
+               f"{', C grid ' + ','.join(f'{c:g}' for c in spec.probe_C_grid) if spec.probe_C_grid else ''}; "
+               f"final = at the end of the budget, best = best evaluation point (every {spec.eval_every} "
+               f"{spec.budget_unit}). Sample metrics: {_metrics_text(spec)}. {BASELINE}: the same architecture "
+               "untrained, probed the same way."
+               f"{_machines_text(every_machine)}")
+    return header, body, caption
+
+
+def _curve_text(spec: CompareSpec) -> str:
+    if spec.curve_trials is None:
+        return ""
+    n = spec.curve_calibration_images or CURVE_CALIBRATION_IMAGES
+    return (f"; the points before the last with {spec.curve_trials} trial(s) and BN statistics of {n} training "
+            "images (curve points: a best over budget that is not the final point is such a figure)")
+
+
+def _machines_text(machines: list[str]) -> str:
+    if not machines:
+        return ""
+    return (f" Wall times measured on {'; '.join(machines)}"
+            f"{' (times of different machines are not comparable)' if len(machines) > 1 else ''}.")
+
+
+def _arch_text(spec: CompareSpec) -> str:
+    keys = {k: v for k, v in spec.train.items() if k in ("ngf", "ndf", "nz", "batch_size")}
+    return ", ".join(f"{k} {v}" for k, v in keys.items()) or "its default width"
+
+
+def _metrics_text(spec: CompareSpec) -> str:
+    if spec.metrics == "digits":
+        return (f"digits-FID and digits-IS of {spec.n_samples} samples from ganbench's digits classifier features "
+                "(not Inception; not comparable with published FID/IS)")
+    if spec.metrics == "inception":
+        return f"FID and IS (Inception, pytorch-fid pipeline) of {spec.n_samples} samples"
+    return "none"
+
+
+WALL_COLUMN = "train wall time s (per seed)"
+
+
+def render_comparison(records: list[dict[str, Any]], spec: CompareSpec, units: list[Unit]) -> dict[str, str]:
+    """{"compare.md": ..., "compare.csv": ..., "compare.tex": ...} from the comparison's records."""
+    header, body, caption = comparison_table(records, spec, units)
+    columns = [(h, "l" if i < 2 else "r") for i, h in enumerate(header)]
+    md = [f"# {spec.name}", "", caption, "", *markdown_table(columns, body)]
+    tex = [r"\begin{table}[t]", r"\centering", *latex_tabular(columns, [body], (r"\hline",) * 3),
+           r"\caption{" + tex_text(caption) + "}", r"\end{table}"]
+    return {"compare.md": "\n".join(md) + "\n", "compare.csv": csv_text(header, body),
+            "compare.tex": "\n".join(tex) + "\n"}
+
+
+def write_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = None) -> list[Path]:
+    """compare.md, compare.csv, compare.tex and curves.png in out, from out's records."""
+    units = units or plan(spec, out)
+    records = comparison_records(out)
+    paths = []
+    for name, text in render_comparison(records, spec, units).items():
+        paths.append(atomic_write(out / name, text))
+    curves = plot_comparison(records, spec, out)
+    if curves is not None:
+        paths.append(curves)
+    return paths
+
+
+def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path) -> Path | None:
+    """out/curves.png from the comparison's records: probe accuracy and FID against images seen, a line per variant
+    (mean) with a band (min..max over seeds), and the random-D baseline as a dashed line."""
+    if not records or not (spec.probe or any(r.get("kind") == "quality" for r in records)):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fid_key = "digits_fid" if spec.metrics == "digits" else "fid"
+    panels = [("probe", "test_accuracy_mean", f"{spec.probe} test accuracy %")] if spec.probe else []
+    if any(r.get("kind") == "quality" for r in records):
+        panels.append(("quality", fid_key, "digits-FID" if spec.metrics == "digits" else "FID"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (kind, key, title) in zip(axes[0], panels):
+        for i, name in enumerate(spec.variants):
+            by_x: dict[int, list[float]] = {}
+            for r in records:
+                c = r.get("compare") or {}
+                if r.get("kind") == kind and c.get("variant") == name and key in r.get("results", {}):
+                    by_x.setdefault(int(c["images"]), []).append(float(r["results"][key]))
+            if not by_x:
+                continue
+            xs = sorted(by_x)
+            mean = [sum(by_x[x]) / len(by_x[x]) for x in xs]
+            color = f"C{i}"
+            ax.plot(xs, mean, marker="o", color=color, label=name)
+            ax.fill_between(xs, [min(by_x[x]) for x in xs], [max(by_x[x]) for x in xs], color=color, alpha=0.2)
+        if kind == "probe":
+            base = [float(r["results"][key]) for r in records
+                    if r.get("kind") == "probe" and (r.get("compare") or {}).get("variant") == BASELINE]
+            if base:
+                ax.axhline(sum(base) / len(base), color="k", linestyle="--", label=BASELINE)
+        ax.set_xlabel("real images seen by D")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} (band: min to max)")
+    fig.tight_layout()
+    path = out / "curves.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def check_comparison(new: Path, committed: Path) -> list[str]:
+    """Differences between two comparisons' compare.csv, ignoring the wall-time column (machine-dependent)."""
+    import csv
+
+    def rows(folder: Path) -> list[dict[str, str]]:
+        path = folder / "compare.csv"
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist; run the comparison there first")
+        with open(path, newline="") as fh:
+            return [{k: v for k, v in row.items() if k != WALL_COLUMN} for row in csv.DictReader(fh)]
+
+    a, b = rows(new), rows(committed)
+    problems = []
+    if len(a) != len(b):
+        problems.append(f"{len(a)} rows now, {len(b)} committed")
+    for ra, rb in zip(a, b):
+        for key in sorted(set(ra) | set(rb)):
+            if ra.get(key) != rb.get(key):
+                problems.append(f"{ra.get('variant')}: {key} is {ra.get(key)!r}, committed {rb.get(key)!r}")
+    return problems
+
+
+def stale_comparisons(root: Path) -> list[str]:
+    """Comparison folders under root whose committed tables differ from what their records produce."""
+    stale = []
+    for saved in sorted(root.glob("*/spec.json")):
+        folder = saved.parent
+        spec = spec_of_folder(folder)
+        for name, text in render_comparison(comparison_records(folder), spec, plan(spec, folder)).items():
+            path = folder / name
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(path))
+    return stale
