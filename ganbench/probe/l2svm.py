@@ -423,7 +423,7 @@ def _primal_below_crossover(prob: Problem, C: float) -> bool:
     at a small C); the primal's is its passes over X, n d each, whose number grows with rho = 2 C mean ||x~||^2,
     the data term's scale against the regulariser's (the Hessian is I + 2C X~_A^T X~_A). So the primal is the
     cheaper one below a rho proportional to n^2 / d. The constant was measured on dcgan32 features along the
-    default grid (results/benchmarks/protocols.md, "The few-label protocol's small C"): the per-C crossing lies at
+    default grid (docs/perf-log.md, "The few-label protocol's small C"): the per-C crossing lies at
     rho 10-35 for 4,000 x 28,672, 30-90 for 8,000 x 28,672 and 24-80 for 4,000 x 8,192, against n^2 / (30 d) =
     19, 74 and 65. Both solvers reach the same optimum; only the time differs.
     """

@@ -290,7 +290,7 @@ def _lowp_newton(
     Every class makes the same Newton steps, with the same CG targets, as in the lock-step loop (but for the stop
     along the objective, below): classes never interact there either. What changes is the schedule. In lock step a
     Newton step lasts as long as its slowest class's CG, and a pass over the bfloat16 rows costs almost as much for
-    one direction as for ten (0.36 against 0.43 s on 40,000 x 28,672, results/benchmarks/protocols.md), so the
+    one direction as for ten (0.36 against 0.43 s on 40,000 x 28,672, docs/perf-log.md), so the
     classes that finished sat idle in passes that carried one or two. Here a class that finishes its CG takes its
     step at once and waits only for the exact (float32) pass that gives its next gradient; that pass is shared by
     every class waiting for it, and is run when no CG is left to run or a waiting class has sat out _WAIT_PASSES
@@ -305,7 +305,7 @@ def _lowp_newton(
     _ALONG_PATIENCE iterations have not lowered it, the CG ends at the best iterate. The optimum is unchanged (the
     stopping test is the exact gradient one); near it the active sets settle and f along the iterates is the model,
     which CG lowers at every iteration (up to the bfloat16 rounding of the products), so it does not fire there.
-    Measured on 10,000 x 28,672 (results/benchmarks/protocols.md): at C = 0.1, 3,401 -> 1,251 passes.
+    Measured on 10,000 x 28,672 (docs/perf-log.md): at C = 0.1, 3,401 -> 1,251 passes.
     """
     n, d, K, dt, dev = prob.n, prob.d, prob.K, prob.dtype, prob.device
     f64 = torch.float64
