@@ -353,6 +353,9 @@ def arithmetic_cmd(checkpoint: str, z_path: str, expr: str, out: str, noise: flo
 @click.option("--devices", help="Comma-separated devices the jobs are spread over, e.g. cuda:0,cuda:1. [cpu]")
 @click.option("--check", "check_dir", type=click.Path(file_okay=False),
               help="Then compare the table with a committed one (wall times aside); exit 1 when they differ.")
+@click.option("--tolerant", is_flag=True,
+              help="With --check: accept probe accuracies within 1 point and FID/KID/IS within 25%% of the committed "
+                   "means, what a rerun on another CPU kind moves them by (counts and settings stay exact).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--tensorboard", is_flag=True,
               help="TensorBoard event files per (variant, seed) in OUT/runs/VARIANT/seedN; view with "
@@ -361,13 +364,15 @@ def arithmetic_cmd(checkpoint: str, z_path: str, expr: str, out: str, noise: flo
                              "row). Cells with records are never rerun; the table marks cells not yet run.")
 @click.option("--seeds", "seed_list", help="Run a slice: these of the SPEC's seeds, e.g. 0,1.")
 def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int, devices: str | None,
-                check_dir: str | None, quiet: bool, tensorboard: bool, only: str | None,
+                check_dir: str | None, tolerant: bool, quiet: bool, tensorboard: bool, only: str | None,
                 seed_list: str | None) -> None:
     """Train GAN variants on equal terms and compare probe accuracy and sample quality along training."""
     from ganbench.compare import check_comparison, preset_path, read_spec, run_compare
 
     if (spec is None) == (preset is None):
         raise click.UsageError("give a SPEC file or --preset NAME (exactly one)")
+    if tolerant and not check_dir:
+        raise click.UsageError("--tolerant applies to --check DIR; pass the committed comparison folder too")
     parsed = read_spec(spec or preset_path(preset))
     folder = Path(out or Path("runs") / "compare" / (preset or Path(spec).stem))
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
@@ -380,13 +385,14 @@ def compare_cmd(spec: str | None, preset: str | None, out: str | None, jobs: int
                             tensorboard=tensorboard, only=only_list, seeds=seeds):
         click.echo(line)
     if check_dir:
-        problems = check_comparison(folder, Path(check_dir))
+        problems = check_comparison(folder, Path(check_dir), tolerant=tolerant)
+        within = " within the cross-CPU tolerances" if tolerant else ""
         if problems:
-            click.echo(f"comparison differs from {check_dir}:", err=True)
+            click.echo(f"comparison differs from {check_dir}{within}:", err=True)
             for p in problems:
                 click.echo(f"  {p}", err=True)
             sys.exit(1)
-        click.echo(f"comparison matches {check_dir} (wall times aside)")
+        click.echo(f"comparison matches {check_dir}{within} (wall times aside)")
 
 
 # ------------------------------------------------------------------------------------------------ demo

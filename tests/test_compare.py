@@ -12,7 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from ganbench.cli import cli
 from ganbench.compare import BASELINE, check_comparison, plan, read_spec, run_compare, spec_from_dict
 from ganbench.errors import ConfigError
 from ganbench.report.records import read_records
@@ -162,6 +164,38 @@ def test_check_reports_a_moved_number(tmp_path):
     assert check_comparison(a, a) == []
     problems = check_comparison(a, b)
     assert problems == ["ns: digits-10 final % is '90.00 ± 1.00', committed '91.00 ± 1.00'"]
+
+
+def _table(folder: Path, rows: list[str]) -> Path:
+    folder.mkdir()
+    (folder / "compare.csv").write_text("variant,seeds,G steps,digits-10 final %,digits-FID,digits-IS,"
+                                        "train wall time s (per seed)\n" + "".join(r + ",12\n" for r in rows))
+    return folder
+
+
+def test_tolerant_check_accepts_what_another_cpu_moves_and_nothing_more(tmp_path):
+    """--tolerant: accuracies within 1 point, FID/IS within 25% of the committed means, counts exact."""
+    committed = _table(tmp_path / "c", ["ns,2,450,91.83 ± 0.17,619.6 ± 301.9,2.68 ± 0.06",
+                                        "random-init D,2,0,92.09 ± 0.04,-,-"])
+    # the AMD EPYC rerun of the committed Intel table: 0.27 points, 7% FID, 11% IS
+    amd = _table(tmp_path / "amd", ["ns,2,450,91.56 ± 0.08,576.2 ± 75.2,2.97 ± 0.02",
+                                    "random-init D,2,0,92.09 ± 0.04,-,-"])
+    assert check_comparison(amd, committed, tolerant=True) == []
+    assert len(check_comparison(amd, committed)) == 3  # exact: every moved mean
+    broken = _table(tmp_path / "broken", ["ns,2,300,90.70 ± 0.08,800.0 ± 75.2,2.00 ± 0.02",
+                                          "random-init D,2,0,92.09 ± 0.04,12.0 ± 0.1,-"])
+    assert check_comparison(broken, committed, tolerant=True) == [
+        "ns: G steps is '300', committed '450'",
+        "ns: digits-10 final % is '90.70 ± 0.08', committed '91.83 ± 0.17'",
+        "ns: digits-FID is '800.0 ± 75.2', committed '619.6 ± 301.9'",
+        "ns: digits-IS is '2.00 ± 0.02', committed '2.68 ± 0.06'",
+        "random-init D: digits-FID is '12.0 ± 0.1', committed '-'",
+    ]
+
+
+def test_tolerant_needs_check(tmp_path):
+    result = CliRunner().invoke(cli, ["compare", "--preset", "digits", "--tolerant"])
+    assert result.exit_code == 2 and "--tolerant applies to --check" in result.output
 
 
 def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
