@@ -474,6 +474,32 @@ def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypa
     assert "CPU A, 2 threads; CPU B, 16 threads (times of different machines are not comparable)" in caption
 
 
+def test_a_killed_training_session_counts_up_to_the_checkpoint_it_resumes_from(tmp_path, monkeypatch):
+    """A slice killed mid-run (no return to compare) still adds its time: its mark says where it started, the
+    metrics rows it logged up to the checkpoint the next session resumes from say how long it trained."""
+    import json
+
+    from ganbench.compare import run as compare_run
+
+    monkeypatch.setattr("ganbench.devices.machine_label", lambda info: "CPU A, 2 threads")
+    run = tmp_path / "runs" / "ns" / "seed0"
+    run.mkdir(parents=True)
+    compare_run._add_wall_time(run, 100.0)  # a first session returned after steps 1-200
+    compare_run._mark_session(run, 200, "cpu")  # the second resumed at 200 and was killed after logging step 500
+    rows = [{"step": 100, "elapsed_s": 40.0}, {"step": 200, "elapsed_s": 90.0},  # the first session's rows
+            {"step": 300, "elapsed_s": 45.0}, {"step": 400, "elapsed_s": 95.0}, {"step": 500, "elapsed_s": 140.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6')  # torn line
+    assert compare_run.session_mark(run).is_file()
+    # its last checkpoint is step 400: the steps 401-500 are trained (and counted) again by the next session
+    assert compare_run.recover_killed_session(run, 400) == 95.0
+    assert compare_run._wall_time(run) == {"train_s": 195.0, "by_machine": {"CPU A, 2 threads": 195.0}}
+    assert not compare_run.session_mark(run).exists()
+    assert compare_run.recover_killed_session(run, 400) == 0.0  # counted once
+    compare_run._mark_session(run, 400, "cpu")
+    compare_run._add_wall_time(run, 30.0)  # a session that returns clears its mark itself
+    assert not compare_run.session_mark(run).exists() and compare_run._wall_time(run)["train_s"] == 225.0
+
+
 @pytest.mark.slow
 def test_a_variant_probes_the_representation_its_table_names(tmp_path):
     """probe_representation = "encoder": the bigan variant's records read its encoder, the ns variant's its D; the

@@ -33,19 +33,28 @@ from ganbench.errors import ConfigError
 from ganbench.files import atomic_path, atomic_write
 from ganbench.report.records import append_record
 
+WALL_FILE = "compare_wall_time.json"  # in a run directory: its training seconds, in all and per machine
+
 
 def train_unit(unit: Unit, progress: bool = False) -> float:
     """Train (or finish) one run; returns the wall time spent now. A finished run is skipped, a partial one
-    resumes from its last.pt, and a run directory without a checkpoint starts over."""
+    resumes from its last.pt, and a run directory without a checkpoint starts over.
+
+    A session killed before it returned (a slice of a long comparison ended, a machine went away) still counts:
+    each session leaves a mark beside the run directory while it trains (seedN.session.json: a fresh run's
+    directory is emptied when training starts), and the next session adds the killed one's training time up to
+    the checkpoint it resumes from (the steps after it are trained, and counted, again)."""
     from ganbench.checkpoint import load_checkpoint
     from ganbench.train.loop import train
 
     last = unit.run_dir / "checkpoints" / "last.pt"
     t0 = time.perf_counter()
-    if last.is_file():
-        done = int(load_checkpoint(last)["step"])
-        if done >= unit.steps:
-            return 0.0
+    done = int(load_checkpoint(last)["step"]) if last.is_file() else 0
+    recover_killed_session(unit.run_dir, done)
+    if done >= unit.steps:
+        return 0.0
+    _mark_session(unit.run_dir, done, unit.config.device)
+    if done:
         cfg = unit.resolved
         # every setting compare chose must match the run's own (a changed SPEC is refused, not silently mixed)
         explicit = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) is not None} - {"device"}
@@ -57,22 +66,74 @@ def train_unit(unit: Unit, progress: bool = False) -> float:
     return spent
 
 
-def _add_wall_time(run_dir: Path, seconds: float, device: str = "cpu") -> None:
-    """Add seconds of training to the run's total and to the machine's share: a run resumed elsewhere says so."""
-    from ganbench.devices import machine, machine_label
-
-    path = run_dir / "compare_wall_time.json"
-    saved = json.loads(path.read_text()) if path.is_file() else {"train_s": 0.0}
-    by_machine = saved.get("by_machine", {})
+def _read_wall(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / WALL_FILE
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved.setdefault("train_s", 0.0)
+    by_machine = saved.setdefault("by_machine", {})
     if not by_machine and saved["train_s"]:
         by_machine["unknown machine"] = saved["train_s"]  # written before machines were recorded
+    return saved
+
+
+def _write_wall(run_dir: Path, saved: dict[str, Any]) -> None:
+    atomic_write(run_dir / WALL_FILE, json.dumps(saved))
+
+
+def session_mark(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".session.json")
+
+
+def _mark_session(run_dir: Path, start_step: int, device: str) -> None:
+    from ganbench.devices import machine, machine_label
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    mark = {"start_step": start_step, "machine": machine_label(machine(device))}
+    atomic_write(session_mark(run_dir), json.dumps(mark))
+
+
+def recover_killed_session(run_dir: Path, done: int) -> float:
+    """When the last training session of run_dir was killed (its mark is still there), add its training time up to
+    step done (the checkpoint the run resumes from) to the run's total: the metrics row of that session at the
+    largest step <= done gives it (elapsed_s counts from the session's own start). Returns the seconds added."""
+    mark = session_mark(run_dir)
+    if not mark.is_file():
+        return 0.0
+    session = json.loads(mark.read_text())
+    seconds = 0.0
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the kill
+            if isinstance(row, dict) and session["start_step"] < row.get("step", -1) <= done:
+                seconds = max(seconds, float(row.get("elapsed_s", 0.0)))
+    saved = _read_wall(run_dir)
+    saved["train_s"] = round(saved["train_s"] + seconds, 2)
+    saved["by_machine"][session["machine"]] = round(saved["by_machine"].get(session["machine"], 0.0) + seconds, 2)
+    if run_dir.is_dir():
+        _write_wall(run_dir, saved)
+    mark.unlink()
+    return seconds
+
+
+def _add_wall_time(run_dir: Path, seconds: float, device: str = "cpu") -> None:
+    """Add seconds of training to the run's total and to the machine's share (a run resumed elsewhere says so),
+    and clear the session's mark: it returned."""
+    from ganbench.devices import machine, machine_label
+
+    saved = _read_wall(run_dir)
     label = machine_label(machine(device))
-    by_machine[label] = round(by_machine.get(label, 0.0) + seconds, 2)
-    atomic_write(path, json.dumps({"train_s": round(saved["train_s"] + seconds, 2), "by_machine": by_machine}))
+    saved["by_machine"][label] = round(saved["by_machine"].get(label, 0.0) + seconds, 2)
+    saved["train_s"] = round(saved["train_s"] + seconds, 2)
+    _write_wall(run_dir, saved)
+    session_mark(run_dir).unlink(missing_ok=True)
 
 
 def _wall_time(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "compare_wall_time.json"
+    path = run_dir / WALL_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
