@@ -33,3 +33,8 @@ FID_DIMS_DEFAULT = 2048
 QUALITY_BATCH = 50
 IS_SPLITS = 10
 QUALITY_SAMPLES = 50000
+
+# `compare --check --tolerant`: how far a rerun on another CPU kind may move a committed comparison (measured and
+# explained in ganbench/compare/report.py)
+ACCURACY_TOLERANCE = 1.0  # points, between the means of a "%" column
+QUALITY_TOLERANCE = 0.25  # relative, between the means of a FID, KID or IS column

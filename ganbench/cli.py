@@ -354,8 +354,9 @@ def arithmetic_cmd(checkpoint: str, z_path: str, expr: str, out: str, noise: flo
 @click.option("--check", "check_dir", type=click.Path(file_okay=False),
               help="Then compare the table with a committed one (wall times aside); exit 1 when they differ.")
 @click.option("--tolerant", is_flag=True,
-              help="With --check: accept probe accuracies within 1 point and FID/KID/IS within 25%% of the committed "
-                   "means, what a rerun on another CPU kind moves them by (counts and settings stay exact).")
+              help=f"With --check: accept probe accuracies within {choices.ACCURACY_TOLERANCE:g} point(s) and "
+                   f"FID/KID/IS within {choices.QUALITY_TOLERANCE:.0%} of the committed means, what a rerun on "
+                   "another CPU kind moves them by (counts and settings stay exact).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--tensorboard", is_flag=True,
               help="TensorBoard event files per (variant, seed) in OUT/runs/VARIANT/seedN; view with "

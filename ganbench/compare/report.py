@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ganbench.choices import ACCURACY_TOLERANCE, QUALITY_TOLERANCE
 from ganbench.compare.spec import (
     BASELINE,
     CURVE_CALIBRATION_IMAGES,
@@ -233,8 +234,7 @@ def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path)
 # about 4x, 3.5x and 2.3x those; counts, settings and "-" cells stay exact. (An AMD EPYC with AVX2 only is not
 # measured yet.) They catch a probe, a metric, a budget or a schedule that broke, not a subtle change of a loss:
 # tests/test_objectives.py's first-step gradients check that on every CPU kind.
-ACCURACY_TOLERANCE = 1.0  # points, between the means of a "%" column
-QUALITY_TOLERANCE = 0.25  # relative, between the means of a FID, KID or IS column
+# (the two tolerances live in choices.py, where the CLI's --help reads them)
 QUALITY_MARKS = ("FID", "KID", "IS")
 
 
