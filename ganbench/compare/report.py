@@ -23,11 +23,12 @@ from ganbench.files import atomic_path, atomic_write
 from ganbench.report.render import csv_text, latex_tabular, markdown_table, tex_text
 
 
-def _mean_std(values: list[float]) -> tuple[float, float] | None:
+def _mean_std(values: list[float]) -> tuple[float, float | None] | None:
+    """Mean and sample std over seeds; the std is None for one seed (a single run has no spread to report)."""
     if not values:
         return None
     mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
     return mean, std
 
 
@@ -75,9 +76,11 @@ def summarize(records: list[dict[str, Any]], spec: CompareSpec, units: list[Unit
     return rows
 
 
-def _cell(value: tuple[float, float] | None, digits: int = 2) -> str:
+def _cell(value: tuple[float, float | None] | None, digits: int = 2) -> str:
     if value is None:
         return "-"
+    if value[1] is None:  # one seed: "56.19", not "56.19 ± 0.00", which would claim a spread of zero
+        return f"{value[0]:.{digits}f}"
     return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
 
@@ -112,7 +115,7 @@ def comparison_table(records: list[dict[str, Any]], spec: CompareSpec,
     caption = (f"{spec.name}: every variant trained on {spec.dataset} ({spec.split}) with the same budget ({unit} "
                f"per run), the same data and architecture ({spec.model}, {_arch_text(spec)}), seeds "
                f"{', '.join(map(str, spec.seeds))}; mean ± std over seeds (Lucic et al. 2018, \"Are GANs Created "
-               f"Equal?\"). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
+               f"Equal?\"; a cell of one seed has no ±). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
                f"{' (layers ' + spec.probe_layers + ')' if spec.probe_layers else ' (all layers)'}"
                f"{', ' + str(spec.probe_trials) + ' trials' if spec.probe_trials else ''}"
                f"{_curve_text(spec)}"
@@ -248,7 +251,7 @@ def _cell_mean(cell: str | None) -> float | None:
 def _within(key: str, now: str | None, then: str | None) -> bool:
     """Whether cell now is within the cross-CPU tolerance of cell then (exact for anything but a metric's mean)."""
     a, b = _cell_mean(now), _cell_mean(then)
-    if a is None or b is None or "±" not in str(then):
+    if a is None or b is None:
         return now == then
     if key.endswith("%"):
         return abs(a - b) <= ACCURACY_TOLERANCE
