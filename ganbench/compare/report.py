@@ -112,10 +112,11 @@ def comparison_table(records: list[dict[str, Any]], spec: CompareSpec,
         body.append([r["variant"], r["objective"] or "-", seeds, str(r["steps"]), str(r["images"]),
                      _cell(r["probe_final"]), _cell(r["probe_best"]), fid, isc, wall])
     unit = f"{spec.budget} {spec.budget_unit}"
+    one_seed = "; a cell of one seed has no ±" if any(r["seeds"] == 1 for r in rows) else ""
     caption = (f"{spec.name}: every variant trained on {spec.dataset} ({spec.split}) with the same budget ({unit} "
                f"per run), the same data and architecture ({spec.model}, {_arch_text(spec)}), seeds "
                f"{', '.join(map(str, spec.seeds))}; mean ± std over seeds (Lucic et al. 2018, \"Are GANs Created "
-               f"Equal?\"; a cell of one seed has no ±). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
+               f"Equal?\"{one_seed}). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
                f"{' (layers ' + spec.probe_layers + ')' if spec.probe_layers else ' (all layers)'}"
                f"{', ' + str(spec.probe_trials) + ' trials' if spec.probe_trials else ''}"
                f"{_curve_text(spec)}"
