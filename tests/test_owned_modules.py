@@ -18,7 +18,7 @@ from ganbench.cli import cli
 from ganbench.config import TrainConfig
 from ganbench.errors import CheckpointError, ConfigError
 from ganbench.models.base import Discriminator
-from ganbench.objectives.ssgan import rotated_batch
+from ganbench.objectives.ssgan import images_to_rotate, rotated_batch
 from ganbench.registry import get_objective, get_variant
 from ganbench.train.loop import train
 
@@ -74,24 +74,26 @@ def direct_rotation_ce(disc, head, images: torch.Tensor) -> float:
     return float(np.mean(terms))
 
 
-@pytest.mark.parametrize("base", ["ns", "hinge"])
-def test_ssgan_losses_equal_base_plus_weighted_rotation_cross_entropy(base):
+@pytest.mark.parametrize("base,rotate", [("ns", "quarter"), ("hinge", "quarter"), ("ns", "all")])
+def test_ssgan_losses_equal_base_plus_weighted_rotation_cross_entropy(base, rotate):
     gen, disc = tiny_networks()
-    objective = get_objective("ss-gan")(base=base, alpha=0.3, beta=1.7)
+    objective = get_objective("ss-gan")(base=base, alpha=0.3, beta=1.7, rotate=rotate)
     owned = objective.own_modules(gen, disc)
     assert set(owned) == {"rotation"} and owned["rotation"].side == "d"
     head = owned["rotation"].module
     assert head.in_features == 16 * 4 * 4 and head.out_features == 4  # D's last map: 4 ndf x 4 x 4
-    real, fake = torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
     with torch.no_grad():
         r, f = disc(real).double().numpy(), disc(fake).double().numpy()
+    # "quarter": the last 2 of the 8 images in four rotations (compare_gan's layout); "all": every image
+    rotated = slice(6, 8) if rotate == "quarter" else slice(0, 8)
     if base == "ns":
         gan_d, gan_g = softplus(-r).mean() + softplus(f).mean(), softplus(-f).mean()
     else:
         gan_d, gan_g = np.maximum(0, 1 - r).mean() + np.maximum(0, 1 + f).mean(), -f.mean()
     d_loss, d_logs = objective.d_loss(disc, real, fake)
     g_loss, g_logs = objective.g_loss(disc, real, fake)
-    ce_real, ce_fake = direct_rotation_ce(disc, head, real), direct_rotation_ce(disc, head, fake)
+    ce_real, ce_fake = direct_rotation_ce(disc, head, real[rotated]), direct_rotation_ce(disc, head, fake[rotated])
     assert d_loss.item() == pytest.approx(gan_d + 1.7 * ce_real, rel=1e-5)
     assert g_loss.item() == pytest.approx(gan_g + 0.3 * ce_fake, rel=1e-5)
     assert d_logs["rotation_real"].item() == pytest.approx(ce_real, rel=1e-5)
@@ -104,6 +106,16 @@ def test_ssgan_losses_equal_base_plus_weighted_rotation_cross_entropy(base):
 def test_ssgan_refuses_an_unknown_base():
     with pytest.raises(ConfigError, match="base 'lsgan' is not one of ns, hinge"):
         get_objective("ss-gan")(base="lsgan")
+    with pytest.raises(ConfigError, match="rotate 'half' is not one of quarter, all"):
+        get_objective("ss-gan")(rotate="half")
+
+
+def test_ssgan_quarter_rotates_at_least_one_image():
+    x = torch.randn(3, 1, 4, 4)  # a batch smaller than 4 still gives the loss one image in four rotations
+    turned, labels = rotated_batch(images_to_rotate(x, "quarter"))
+    assert turned.shape == (4, 1, 4, 4) and labels.tolist() == [0, 1, 2, 3]
+    torch.testing.assert_close(turned[0], x[2])
+    assert images_to_rotate(x, "all") is x
 
 
 # ---------------------------------------------------------------------------------------------------------- BiGAN

@@ -7,7 +7,15 @@ last conv features. The paper's losses (its eq. 1 with V the GAN value):
     L_G = +V(G, D) - alpha * E_{x ~ P_G}    E_{r ~ R} [log Q_D(R = r | x^r)]
 
 so D learns the rotation task on real images and G is rewarded for fakes whose rotation D can tell; alpha = 0.2 and
-beta = 1 as in the paper. The expectation over r is taken exactly: every image in all four rotations.
+beta = 1 as in the paper.
+
+Which images estimate the expectation over r (option `rotate`):
+- "quarter" (default): the authors' code (google/compare_gan, gans/ssgan.py, with its rotated_batch_size equal to the
+  batch size): the last quarter of the batch, each image in all four rotations, so the rotation loss reads as many
+  images as the batch holds. mimicry's SSGAN spends the same count (each image of the batch in one rotation). D's
+  extra work per step is one batch on each side.
+- "all": every image of the batch in all four rotations, the exact expectation over r for the batch; four batches of
+  extra D work on each side.
 """
 
 from __future__ import annotations
@@ -24,10 +32,19 @@ from ganbench.objectives.classic import Hinge, NonSaturating
 # the GAN losses SS-GAN adds its rotation loss to: the paper pairs it with the non-saturating loss and the hinge loss
 BASES: dict[str, type[Objective]] = {"ns": NonSaturating, "hinge": Hinge}
 ROTATIONS = 4
+ROTATE = ("quarter", "all")  # the images whose four rotations enter the rotation loss: see the module docstring
+
+
+def images_to_rotate(images: torch.Tensor, rotate: str) -> torch.Tensor:
+    """The images whose four rotations enter the rotation loss: all of them, or the last quarter of the batch (at
+    least one image), as compare_gan takes them."""
+    if rotate == "all":
+        return images
+    return images[-max(1, images.shape[0] // ROTATIONS):]
 
 
 def rotated_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch turned by 0, 90, 180 and 270 degrees (counter-clockwise), stacked in that order, and the rotation
+    """The images turned by 0, 90, 180 and 270 degrees (counter-clockwise), stacked in that order, and the rotation
     labels 0..3 of its rows."""
     turned = torch.cat([torch.rot90(images, k, dims=(2, 3)) for k in range(ROTATIONS)])
     labels = torch.arange(ROTATIONS, device=images.device).repeat_interleave(images.shape[0])
@@ -46,8 +63,9 @@ class SsGan(Objective):
     name = "ss-gan"
     paper = "Chen, Zhai, Ritter, Lucic & Houlsby 2019 (self-supervised GAN: auxiliary rotation loss)"
     description = "base GAN loss (base: ns or hinge) + beta * rotation cross-entropy of real images for D, " \
-                  "+ alpha * rotation cross-entropy of fakes for G; owns a linear rotation head on D's last features"
-    options = {"base": "ns", "alpha": 0.2, "beta": 1.0}
+                  "+ alpha * rotation cross-entropy of fakes for G (rotate: quarter of the batch in four rotations, " \
+                  "as the authors' code, or all); owns a linear rotation head on D's last features"
+    options = {"base": "ns", "alpha": 0.2, "beta": 1.0, "rotate": "quarter"}
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -55,6 +73,10 @@ class SsGan(Objective):
         if base not in BASES:
             raise ConfigError(f"objective 'ss-gan': base {base!r} is not one of {', '.join(BASES)}; "
                               "pass --objective-arg base=ns or base=hinge")
+        if self.settings["rotate"] not in ROTATE:
+            raise ConfigError(f"objective 'ss-gan': rotate {self.settings['rotate']!r} is not one of "
+                              f"{', '.join(ROTATE)}; pass --objective-arg rotate=quarter (the authors' code) or "
+                              "rotate=all (every image in four rotations)")
         self.base = BASES[base]()
         self.output_kind = self.base.output_kind  # D's GAN output is the base loss's
 
@@ -62,8 +84,9 @@ class SsGan(Objective):
         return {"rotation": OwnedModule(rotation_head(disc), "d")}
 
     def rotation_loss(self, D: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy of the rotation head over images in all four rotations, and its accuracy."""
-        turned, labels = rotated_batch(images)
+        """Mean cross-entropy of the rotation head over the images to rotate (see `rotate`) in all four rotations,
+        and its accuracy."""
+        turned, labels = rotated_batch(images_to_rotate(images, self.settings["rotate"]))
         logits = self.modules["rotation"](unwrap(D).feature_maps(turned)[-1].flatten(1)).float()
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
         return F.cross_entropy(logits, labels), accuracy
