@@ -228,6 +228,36 @@ def test_a_comparison_may_gain_variants_after_its_own_but_not_change_them():
     other = replace(spec, eval_every=320)
     for bad in (reordered, changed, dropped, other):
         assert not same_comparison(saved, spec_json(bad))
+    # a variant none of whose cells has run may change its settings; the others, and the order, still may not
+    assert same_comparison(saved, spec_json(changed), unrun={"ns"})
+    assert not same_comparison(saved, spec_json(changed), unrun={"lsgan"})
+    assert not same_comparison(saved, spec_json(reordered), unrun={"ns", "lsgan"})
+    assert not same_comparison(saved, spec_json(other), unrun={"ns", "lsgan"})
+
+
+def test_a_variant_that_has_not_run_may_change_in_a_comparison_folder(tmp_path):
+    from ganbench.compare import spec_json
+    from ganbench.compare.run import unrun_variants
+    from ganbench.report.records import append_record
+
+    spec = read_spec(write_spec(tmp_path, SPEC + '\n[variants.lsgan]\nobjective = "lsgan"\n'))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "spec.json").write_text(spec_json(spec))
+    assert unrun_variants(spec, out) == {"ns", "wgan-gp", "lsgan"}
+    append_record({"kind": "probe", "compare": {"name": spec.name, "variant": "ns", "seed": 0, "step": 10}},
+                  out / "records" / "probe.jsonl")
+    (out / "runs" / "wgan-gp" / "seed0").mkdir(parents=True)  # a killed cell's run directory: it has run
+    assert unrun_variants(spec, out) == {"lsgan"}
+    for name in ("ns", "wgan-gp"):
+        changed = replace(spec, variants={**spec.variants, name: {**spec.variants[name], "lr": 1e-3}})
+        with pytest.raises(ConfigError, match="change only variants that have not run"):
+            list(run_compare(changed, out, progress=False, only=[name], seeds=[0]))
+    # lsgan has not run: its new settings pass the SPEC check (the run then stops at the unknown seed, untrained)
+    changed = replace(spec, variants={**spec.variants, "lsgan": {"objective": "lsgan", "lr": 1e-3}})
+    with pytest.raises(ConfigError, match="seed") as refused:
+        list(run_compare(changed, out, progress=False, only=["lsgan"], seeds=[7]))
+    assert "different SPEC" not in str(refused.value)
 
 
 @pytest.mark.slow
@@ -479,6 +509,13 @@ def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypa
     ns = body[0]
     assert ns[header.index(compare_report.WALL_COLUMN)] == "132 (2 machines)"  # (175 + 90) / 2, over two machines
     assert "CPU A, 2 threads; CPU B, 16 threads (times of different machines are not comparable)" in caption
+    # a record from before machines were recorded ran on an unknown one: its time is not averaged in unmarked
+    assert (units[2].variant, units[2].seed) == ("ns", 2)
+    append_record({"kind": "train", "wall_time_s": {"train": 60.0},
+                   "compare": compare_run._tag(spec, units[2], units[2].steps)}, out / "records" / "train.jsonl")
+    header, body, caption = compare_report.comparison_table(read_records(out / "records"), spec, units)
+    assert body[0][header.index(compare_report.WALL_COLUMN)] == "108 (3 machines)"  # (175 + 90 + 60) / 3
+    assert "CPU B, 16 threads; unknown machine (times of different machines are not comparable)" in caption
 
 
 def test_a_killed_training_session_counts_up_to_the_checkpoint_it_resumes_from(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ganbench.compare.report import write_comparison
+from ganbench.compare.report import UNKNOWN_MACHINE, write_comparison
 from ganbench.compare.spec import (
     BASELINE,
     CURVE_CALIBRATION_IMAGES,
@@ -72,7 +72,7 @@ def _read_wall(run_dir: Path) -> dict[str, Any]:
     saved.setdefault("train_s", 0.0)
     by_machine = saved.setdefault("by_machine", {})
     if not by_machine and saved["train_s"]:
-        by_machine["unknown machine"] = saved["train_s"]  # written before machines were recorded
+        by_machine[UNKNOWN_MACHINE] = saved["train_s"]  # written before machines were recorded
     return saved
 
 
@@ -189,6 +189,13 @@ def _done_keys(out: Path) -> set[tuple[str, str, int, str]]:
         c = r.get("compare") or {}
         keys.add((c.get("variant"), str(c.get("seed")), int(c.get("step", -1)), r.get("kind")))
     return keys
+
+
+def unrun_variants(spec: CompareSpec, out: Path) -> set[str]:
+    """The SPEC's variants of which no cell has run in out: no record in out/records, no run directory in
+    out/runs (a killed cell's checkpoint was made with the variant's settings)."""
+    ran = {v for v, _, _, _ in _done_keys(out)}
+    return {name for name in spec.variants if name not in ran and not (out / "runs" / folder_name(name)).exists()}
 
 
 def evaluate_unit(spec: CompareSpec, unit: Unit, out: Path, device: str = "cpu", progress: bool = False) -> int:
@@ -374,9 +381,10 @@ def run_compare(spec: CompareSpec, out: str | os.PathLike, *, jobs: int = 1, dev
     devices = devices or ["cpu"]
     saved = out / "spec.json"
     wanted = spec_json(spec)
-    if saved.is_file() and not same_comparison(saved.read_text(), wanted):
+    if saved.is_file() and not same_comparison(saved.read_text(), wanted, unrun_variants(spec, out)):
         raise ConfigError(f"{out} holds a comparison of a different SPEC ({saved}); choose another --out "
-                          "or delete that folder (a SPEC may only gain seeds and, after its variants, new ones)")
+                          "or delete that folder (a SPEC may only gain seeds and, after its variants, new ones, "
+                          "and change only variants that have not run)")
     names, slice_seeds, with_baseline = select_slice(spec, only, seeds)
     check_records(spec, out)
     every_unit = plan(spec, out, devices[0])

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -233,14 +234,18 @@ def select_slice(spec: CompareSpec, only: list[str] | None = None,
     return names, list(seeds if seeds is not None else spec.seeds), baseline
 
 
-def same_comparison(saved: str, wanted: str) -> bool:
+def same_comparison(saved: str, wanted: str, unrun: Collection[str] = ()) -> bool:
     """Whether a SPEC continues the comparison saved in spec.json: the same settings, with possibly more seeds and
-    more variants after the saved ones (each saved variant unchanged and in its place: the table keeps its rows)."""
+    more variants after the saved ones (each saved variant in its place: the table keeps its rows). A saved variant
+    named in unrun (no cell of it has run: no record, no run directory) may change its settings, since nothing
+    made with the old ones exists; every other saved variant is unchanged."""
     old, new = _without_seeds(saved), _without_seeds(wanted)
     old_variants, new_variants = old.pop("variants", None), new.pop("variants", None)
     if old != new or not isinstance(old_variants, dict) or not isinstance(new_variants, dict):
         return old == new and old_variants == new_variants
-    return list(new_variants.items())[:len(old_variants)] == list(old_variants.items())
+    kept = list(new_variants.items())[:len(old_variants)]
+    return [k for k, _ in kept] == list(old_variants) and all(
+        name in unrun or table == old_variants[name] for name, table in kept)
 
 
 def _without_seeds(text: str) -> dict[str, Any]:
