@@ -515,7 +515,7 @@ def test_wall_times_of_two_machines_are_kept_apart_and_marked(tmp_path, monkeypa
                    "compare": compare_run._tag(spec, units[2], units[2].steps)}, out / "records" / "train.jsonl")
     header, body, caption = compare_report.comparison_table(read_records(out / "records"), spec, units)
     assert body[0][header.index(compare_report.WALL_COLUMN)] == "108 (3 machines)"  # (175 + 90 + 60) / 3
-    assert "CPU B, 16 threads; unknown machine (times of different machines are not comparable)" in caption
+    assert "CPU B, 16 threads; an unrecorded machine (times of different machines are not comparable)" in caption
 
 
 def test_a_killed_training_session_counts_up_to_the_checkpoint_it_resumes_from(tmp_path, monkeypatch):

@@ -22,6 +22,8 @@ from ganbench.errors import ConfigError
 from ganbench.files import atomic_path, atomic_write
 from ganbench.report.render import csv_text, latex_tabular, markdown_table, tex_text
 
+UNKNOWN_MACHINE = "an unrecorded machine"  # what a wall time measured before records named their machine ran on
+
 
 def _mean_std(values: list[float]) -> tuple[float, float | None] | None:
     """Mean and sample std over seeds; the std is None for one seed (a single run has no spread to report)."""
@@ -44,7 +46,9 @@ def summarize(records: list[dict[str, Any]], spec: CompareSpec, units: list[Unit
         key = (c.get("variant"), int(c.get("seed", -1)))
         if r.get("kind") == "train" and (r.get("wall_time_s") or {}).get("train") is not None:
             walls[key] = float(r["wall_time_s"]["train"])
-            machines[key] = sorted(r.get("wall_time_by_machine") or {})
+            # a record written before machines were recorded still ran on one: unknown, not none (its time must
+            # not be averaged with another machine's unmarked)
+            machines[key] = sorted(r.get("wall_time_by_machine") or {UNKNOWN_MACHINE: None})
         elif r.get("kind") == "probe":
             probes.setdefault(key, {})[int(c["step"])] = float(r["results"]["test_accuracy_mean"])
         elif r.get("kind") == "quality":
