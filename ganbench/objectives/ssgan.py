@@ -15,7 +15,8 @@ Which images estimate the expectation over r (option `rotate`):
   images as the batch holds. mimicry's SSGAN spends the same count (each image of the batch in one rotation). D's
   extra work per step is one batch on each side.
 - "all": every image of the batch in all four rotations, the exact expectation over r for the batch; four batches of
-  extra D work on each side.
+  extra D work on each side. Measured at the zoo's settings (dcgan32 width 32, batch 64, CIFAR-10, 2-core Intel
+  Xeon with AMX, start-up included): 200 steps take 56 s with "quarter", 125 s with "all", 47 s for plain ns.
 """
 
 from __future__ import annotations
