@@ -40,7 +40,8 @@ CASES: dict[str, dict] = {
     "lsgan": {"objective": "lsgan"},
     "hinge/sn": {"objective": "hinge", "spectral_norm": True},
     "wgan-gp": {"objective": "wgan-gp"},
-    "ss-gan": {"objective": "ss-gan"},
+    "ss-gan": {"objective": "ss-gan"},  # rotate=quarter, the default since stop 34
+    "ss-gan/all": {"objective": "ss-gan", "objective_args": {"rotate": "all"}},  # the default before it
     "bigan": {"objective": "bigan", "objective_args": {"hidden": 16}},
     "autoencoder": {"objective": "autoencoder"},
     "denoising-autoencoder": {"objective": "denoising-autoencoder"},
@@ -70,6 +71,10 @@ def first_step_gradients(case: str, threads: int = 2) -> list[torch.Tensor]:
 
 
 if __name__ == "__main__":
-    made = {case: first_step_gradients(case) for case in CASES}
-    torch.save(made, REFERENCE)
-    print(f"wrote {REFERENCE} ({len(made)} cases)", file=sys.stderr)
+    # python tests/data/objective_gradients.py [CASE ...]: (re)make the named cases only (all when none is named),
+    # so that a new case does not silently re-record the others on another CPU
+    named = sys.argv[1:] or list(CASES)
+    made = torch.load(REFERENCE, weights_only=True) if sys.argv[1:] and REFERENCE.is_file() else {}
+    made.update({case: first_step_gradients(case) for case in named})
+    torch.save({case: made[case] for case in CASES if case in made}, REFERENCE)
+    print(f"wrote {REFERENCE} ({', '.join(named)} of {len(made)} cases)", file=sys.stderr)
