@@ -182,6 +182,9 @@ def _train_options(func):
                           "process would compute them; no effect in a single process."),
         click.option("--tensorboard", is_flag=True, default=None,
                      help="Also write TensorBoard event files in --out (pip install 'ganbench[tensorboard]')."),
+        click.option("--online-probe", is_flag=True, default=None,
+                     help="Train a linear classifier on D's pooled features of each real batch (labels reach only "
+                          "it) and log its accuracy (probe_acc) along training: a curve, not the offline probe."),
     ]
     for opt in reversed(opts):
         func = opt(func)

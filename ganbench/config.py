@@ -56,6 +56,7 @@ class TrainConfig:
     n_samples: int = 64
     sync_bn: bool = False
     tensorboard: bool = False
+    online_probe: bool = False
 
     def validate(self) -> TrainConfig:
         """Refuse values no run could use, each with the accepted ones."""
@@ -96,6 +97,9 @@ class TrainConfig:
             raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
         if self.d_steps is not None and self.d_steps < 1:
             raise ConfigError(f"--d-steps must be at least 1, got {self.d_steps}")
+        if self.online_probe and self.compile:
+            raise ConfigError("--online-probe reads D's layers through hooks, which --compile does not keep; "
+                              "give one of them")
         if (self.d_steps or 1) > 1 and self.schedule == "alternating":
             raise ConfigError("--schedule alternating takes one D minibatch per G minibatch; "
                               "with several D steps per G step use --schedule simultaneous")

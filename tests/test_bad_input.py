@@ -68,6 +68,9 @@ def files(tmp: Path) -> dict[str, Path]:
     # reference statistics: not an npz at all, and statistics of the wrong dimension
     (tmp / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
     np.savez(tmp / "dims7.npz", mu=np.zeros(7), sigma=np.eye(7))
+    (tmp / "one_class" / "cls").mkdir(parents=True)  # images without labels to learn from
+    for i in range(16):
+        rgb.save(tmp / "one_class" / "cls" / f"{i}.png")
     # a folder of generated samples for eval samples
     (tmp / "samples").mkdir()
     for i in range(4):
@@ -112,6 +115,11 @@ CASES = [
     ("config unknown key", [*TRAIN, "--config", "{tmp}/unknown_key.toml", "--out", "{tmp}/r"], "unknown key(s) stepz"),
     ("config missing", [*TRAIN, "--config", "{tmp}/nope.toml", "--out", "{tmp}/r"], "does not exist"),
     ("out is a file", [*TRAIN, "--out", "{tmp}/notes.txt"], "is a file"),
+    ("online probe without a D", [*TRAIN, "--objective", "autoencoder", "--online-probe", "--out", "{tmp}/r"],
+     "trains no D"),
+    ("online probe compiled", [*TRAIN, "--online-probe", "--compile", "--out", "{tmp}/r"], "--compile"),
+    ("online probe without labels", [*TRAIN_DATA, "folder", "--data-root", "{tmp}/one_class", "--online-probe",
+                                     "--out", "{tmp}/r"], "needs labelled images"),
     ("out under a file", [*TRAIN, "--out", "{tmp}/notes.txt/run"], "is a file, not a folder"),
     ("eval batch size zero", ["eval", "digits", "--random-init", "dcgan-svhn32", "--batch-size", "0"], "--batch-size"),
     ("sample n zero", ["sample", "{tmp}/good.pt", "--n", "0", "--out", "{tmp}/g.png"], "--n"),

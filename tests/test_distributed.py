@@ -85,6 +85,8 @@ def runs(tmp_path_factory):
         {"config": asdict(replace(BASE, objective="ss-gan", steps=2)), "out": str(root / "ssgan")},
         {"config": asdict(replace(BASE, objective="bigan", objective_args={"hidden": 16}, steps=2)),
          "out": str(root / "bigan")},
+        # the online probe: each rank's head learns from its slice, the mean gradient keeps the heads equal
+        {"config": asdict(replace(BASE, online_probe=True, steps=2)), "out": str(root / "probe")},
         {"cli": [FEATURES[0], str(root / "single" / "checkpoints" / "last.pt"), *FEATURES[1:],
                  "--out", str(root / "features2.npy")]},
         {**_failing_job(root, "nan"), "exit": 2},
@@ -101,13 +103,15 @@ def _params(run: Path, rank: int) -> list[torch.Tensor]:
     return torch.load(run / f"params_rank{rank}.pt")
 
 
-@pytest.mark.parametrize("job, updates", [("two", 8), ("wgan", 12), ("ssgan", 4), ("bigan", 4)])
+@pytest.mark.parametrize("job, updates", [("two", 8), ("wgan", 12), ("ssgan", 4), ("bigan", 4), ("probe", 6)])
 def test_ranks_hold_identical_weights_after_every_step(runs, job, updates):
     rank0, rank1 = _params(runs["root"] / job, 0), _params(runs["root"] / job, 1)
-    assert len(rank0) == len(rank1) == updates  # a D and a G update per step (WGAN-GP: 5 D updates per G)
+    # a D and a G update per step (WGAN-GP: 5 D updates per G; the online probe's head: one after each D update)
+    assert len(rank0) == len(rank1) == updates
     for i, (a, b) in enumerate(zip(rank0, rank1)):  # owned modules' parameters are groups of their side's Adam
         assert torch.equal(a, b), f"ranks differ after optimizer step {i + 1}"
-    assert not torch.equal(rank0[0], rank0[-2])  # and the weights moved
+    same_module = [t for t in rank0 if t.shape == rank0[0].shape]  # D's snapshots
+    assert not torch.equal(same_module[0], same_module[-1])  # and the weights moved
 
 
 @pytest.mark.parametrize("job, owned", [("ssgan", {"rotation": "d"}), ("bigan", {"encoder": "g", "joint": "d"})])

@@ -48,6 +48,11 @@ class Discriminator(nn.Module):
         """Every conv layer's post-activation map, input side first."""
         raise NotImplementedError
 
+    def feature_modules(self) -> list[nn.Module] | None:
+        """The modules whose outputs are feature_maps' maps, in the same order, for readers that watch D's own
+        forward pass (the online probe's hooks); None when the discriminator does not name them."""
+        return None
+
     def layer_shapes(self) -> list[tuple[int, int, int]]:
         """(channels, height, width) of each feature map, from one blank image in eval mode."""
         device = next(self.parameters()).device

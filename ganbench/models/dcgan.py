@@ -152,6 +152,9 @@ class ConvDiscriminator(Discriminator):
             maps.append(x)
         return maps
 
+    def feature_modules(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)

@@ -24,6 +24,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
 
 
 CORE_KEYS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "elapsed_s")
+PROBE_KEYS = ("probe_acc", "probe_loss")  # the online probe's (train/online_probe.py): a panel of their own
 
 
 def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_kind: str = "logit") -> Path | None:
@@ -42,8 +43,11 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    extra = sorted({k for r in rows for k in r} - set(CORE_KEYS))
-    fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(16 if extra else 11, 4))
+    keys = {k for r in rows for k in r}
+    extra = sorted(keys - set(CORE_KEYS) - set(PROBE_KEYS))
+    probe = "probe_acc" in keys
+    panels = 2 + bool(extra) + probe
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
 
     def series(ax, key: str, label: str) -> None:
         points = [(r["step"], r[key]) for r in rows if key in r]
@@ -64,6 +68,10 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_
         series(axes[2], key, key)
     if extra:
         axes[2].set_title("objective's scalars")
+    if probe:
+        series(axes[-1], "probe_acc", "accuracy before each step")
+        axes[-1].set_ylim(0, 1)
+        axes[-1].set_title("online probe on D's features (real training batches)")
     for ax in axes:
         ax.set_xlabel("step")
         if ax.lines:  # an autoencoder has no D outputs to draw

@@ -21,7 +21,8 @@ class BatchSource:
     """
 
     def __init__(self, images: np.ndarray, batch_size: int, seed: int, device: torch.device,
-                 channels: int, channels_last: bool, part: tuple[int, int] = (0, 1)):
+                 channels: int, channels_last: bool, part: tuple[int, int] = (0, 1),
+                 labels: np.ndarray | None = None):
         self.n = len(images)
         if self.n < batch_size:
             raise ConfigError(
@@ -46,6 +47,8 @@ class BatchSource:
         else:
             self.images, self.host = None, images
         self._epoch, self._perm = -1, None
+        # the labels, only for a reader of them (the online probe): G and D never see them
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
@@ -57,11 +60,21 @@ class BatchSource:
             self._perm, self._epoch = perm, epoch
         return self._perm
 
-    def batch(self, step: int) -> torch.Tensor:
+    def _indices(self, step: int) -> torch.Tensor:
         epoch, pos = divmod(step, self.steps_per_epoch)
         idx = self._permutation(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
         if self.world > 1:
             idx = idx[self.rank * self.local:(self.rank + 1) * self.local]
+        return idx
+
+    def batch_labels(self, step: int) -> torch.Tensor:
+        """The labels of batch(step)'s images, in its order (on the device)."""
+        if self.labels is None:
+            raise RuntimeError("this batch source was built without labels")
+        return self.labels[self._indices(step).to(self.labels.device)]
+
+    def batch(self, step: int) -> torch.Tensor:
+        idx = self._indices(step)
         if self.images is not None:
             x = self.images[idx]
         else:

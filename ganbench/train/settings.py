@@ -25,6 +25,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     variant = get_variant(cfg.model)
     objective = get_objective(cfg.objective or variant.objective)
     objective(**cfg.objective_args)  # refuse unknown options before anything is written
+    if cfg.online_probe and not objective.adversarial:
+        raise ConfigError(f"--online-probe reads D's features in D's update; objective {objective.name} trains no D "
+                          "(use the offline probe: ganbench eval --representation)")
     betas = objective.betas or variant.betas
     model_args = dict(cfg.model_args)
     unknown = sorted(k for k in model_args if not variant.accepts(k))

@@ -9,6 +9,9 @@ that side's Adam (so its settings and its checkpointed state cover them), they a
 SyncBatchNorm and wrapped in DDP as G and D are, set to training mode with G, and saved under the checkpoint's
 "owned" key. In each update the losses see the updating side's modules as trained (DDP wrappers under torchrun)
 and the other side's as plain modules; in G's update D's side gets no weight gradients.
+
+With --online-probe a linear head (train/online_probe.py) reads D's layers in each D update's pass on the real
+batch and learns the batch's labels after the update; it has its own optimizer and checkpoint key ("online_probe").
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ganbench.progress import progress_bar
 from ganbench.registry import get_objective, get_variant
 from ganbench.train.artifacts import plot_curves, save_grid
 from ganbench.train.batches import BatchSource
+from ganbench.train.online_probe import OnlineProbe
 from ganbench.train.rundir import prepare_run_dir, trim_metrics
 from ganbench.train.settings import check_global_batch, merge_resume_config, require_tensorboard, resolve_config
 
@@ -88,6 +92,7 @@ class Trainer:
         _set_determinism(self.cfg.deterministic, self.device)
         self._load_store()
         self._build_networks()
+        self._build_probe()
         self._build_optimizers()
         if self.ckpt is not None:
             self._restore(self.ckpt)
@@ -154,6 +159,21 @@ class Trainer:
         self.gen, self.disc = self._place_module(gen), self._place_module(disc)
         self.owned = {name: replace(item, module=self._place_module(item.module)) for name, item in owned.items()}
 
+    def _build_probe(self) -> None:
+        """With --online-probe: its head (from the checkpoint on resume) and its hooks on D's feature layers."""
+        self.probe = None
+        if not self.cfg.online_probe:
+            return
+        classes = len(self.store.classes)
+        if classes < 2:
+            raise ConfigError(f"--online-probe needs labelled images; {self.cfg.dataset} gives {classes} class(es) "
+                              "here; train without --online-probe")
+        self.probe = OnlineProbe(self.disc, classes, self.device, self.world)
+        if self.ckpt is not None:
+            if "online_probe" not in self.ckpt:
+                raise ConfigError(f"{self.last_path} was trained without --online-probe; resume without it")
+            self.probe.load_state_dict(self.ckpt["online_probe"])
+
     def _place_module(self, net: torch.nn.Module) -> torch.nn.Module:
         """net on the device, with SyncBatchNorm under torchrun when asked (BatchNorm over the global batch, as one
         process would compute it) and in channels_last layout when asked."""
@@ -199,7 +219,8 @@ class Trainer:
         """The batch source and the step count; refuses a run that is already complete."""
         cfg = self.cfg
         self.data = BatchSource(self.store.images, cfg.batch_size, cfg.seed, self.device, self.disc.channels,
-                                cfg.channels_last, part=(self.rank, self.world))
+                                cfg.channels_last, part=(self.rank, self.world),
+                                labels=self.store.labels if self.probe is not None else None)
         self.k_d = cfg.d_steps or 1  # D minibatches per G update; a step is one G update and reads k_d minibatches
         self.total = (cfg.steps if cfg.steps is not None
                       else math.ceil((cfg.epochs or 25) * self.data.steps_per_epoch / self.k_d))
@@ -283,7 +304,7 @@ class Trainer:
             z = self._draw_z()
             with self.autocast, torch.set_grad_enabled(j == k_d - 1):
                 fake = self.g_step(z)
-            loss_d = self._update_d(x, fake.detach(), z)
+            loss_d = self._update_d(x, fake.detach(), z, step * k_d + j)
             if j < k_d - 1:
                 self._record_loss("loss_d", loss_d, step)
         return loss_d, self._update_g(x, fake, z)
@@ -293,7 +314,7 @@ class Trainer:
         z = self._draw_z()
         with torch.no_grad(), self.autocast:
             fake = self.g_step(z)
-        return self._update_d(x, fake, z)
+        return self._update_d(x, fake, z, step)
 
     def _alternating_g_step(self, step: int) -> torch.Tensor:
         x = self.data.batch(step)
@@ -316,8 +337,11 @@ class Trainer:
         """The keyword G for an objective whose G loss takes G itself (Objective.takes_g)."""
         return {"G": self.g_step} if self.objective.takes_g else {}
 
-    def _update_d(self, x: torch.Tensor, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _update_d(self, x: torch.Tensor, fake: torch.Tensor, z: torch.Tensor, batch: int) -> torch.Tensor:
+        """D's update on the real batch x (minibatch number batch of the data order) and a fake batch."""
         self.objective.use_modules(self.views["d"])
+        if self.probe is not None:
+            self.probe.arm(x)
         with self.autocast:
             loss, logs = self.objective.d_loss(self.d_step, x, fake, **self._latent(z))
         self.opt_d.zero_grad(set_to_none=True)
@@ -325,6 +349,8 @@ class Trainer:
         self.scaler_d.step(self.opt_d)
         self.scaler_d.update()
         self._accumulate(logs, "d")
+        if self.probe is not None:
+            self._accumulate(self.probe.update(self.data.batch_labels(batch), self.objective.name), "d")
         return loss.detach()
 
     def _update_g(self, x: torch.Tensor, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -453,7 +479,9 @@ class Trainer:
 
     def _payload(self, step: int, rng: dict[str, Any]) -> dict[str, Any]:
         # "owned" only when there are owned modules: checkpoints of the other objectives stay as they were
-        owned = {"owned": owned_payload(self.owned)} if self.owned else {}
+        extra = {"owned": owned_payload(self.owned)} if self.owned else {}
+        if self.probe is not None:
+            extra["online_probe"] = self.probe.state_dict()
         return {
             "model": self.record, "G": self.gen.state_dict(), "D": self.disc.state_dict(),
             "opt_G": self.opt_g.state_dict(), "opt_D": self.opt_d.state_dict(),
@@ -461,7 +489,7 @@ class Trainer:
             "scaler_G": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else None,
             "step": step, "rng": rng,
             "objective": {"name": self.objective.name, "state": self.objective.state_dict()},
-            "config": self.cfg.to_dict(), "provenance": self.provenance, **owned,
+            "config": self.cfg.to_dict(), "provenance": self.provenance, **extra,
         }
 
     # ---------------------------------------------------------------------------------------------------- run
