@@ -564,3 +564,14 @@ def test_a_variant_probes_the_representation_its_table_names(tmp_path):
     bad = text.replace(ns, ns + '\nprobe_representation = "encoder"')
     with pytest.raises(ConfigError, match="'encoder' is not a representation of objective 'ns'"):
         plan(read_spec(write_spec(tmp_path, bad)), tmp_path / "out2")
+
+
+def test_curves_draw_no_two_variants_alike():
+    """The zoo has 13 variants; matplotlib's colour cycle repeats after 10, so style alone must tell them apart."""
+    from ganbench.compare.report import variant_style
+
+    styles = [tuple(sorted(variant_style(i).items())) for i in range(30)]
+    assert len(set(styles)) == 30
+    assert variant_style(0) == {"color": "C0", "marker": "o", "linestyle": "-"}
+    assert variant_style(12)["color"] == variant_style(2)["color"] and variant_style(12) != variant_style(2)
+    assert all(s["linestyle"] != "--" for s in map(variant_style, range(30)))  # the random-init D's line

@@ -188,6 +188,19 @@ def write_comparison(out: Path, spec: CompareSpec, units: list[Unit] | None = No
     return paths
 
 
+_MARKERS = ("o", "s", "^", "D")
+_LINESTYLES = ("-", ":", "-.")
+
+
+def variant_style(i: int) -> dict[str, str]:
+    """Line style of the i-th variant of a comparison: matplotlib's ten colours, then the same colours with another
+    marker and line style, so a zoo of more than ten variants never draws two rows alike (the baseline keeps the
+    black dashed line)."""
+    cycle = i // 10
+    return {"color": f"C{i % 10}", "marker": _MARKERS[cycle % len(_MARKERS)],
+            "linestyle": _LINESTYLES[cycle % len(_LINESTYLES)]}
+
+
 def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path) -> Path | None:
     """out/curves.png from the comparison's records: probe accuracy and FID against images seen, a line per variant
     (mean) with a band (min..max over seeds), and the random-D baseline as a dashed line."""
@@ -202,7 +215,7 @@ def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path)
     panels = [("probe", "test_accuracy_mean", f"{spec.probe} test accuracy %")] if spec.probe else []
     if any(r.get("kind") == "quality" for r in records):
         panels.append(("quality", fid_key, "digits-FID" if spec.metrics == "digits" else "FID"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8.5 * len(panels), 4.5), squeeze=False)
     for ax, (kind, key, title) in zip(axes[0], panels):
         for i, name in enumerate(spec.variants):
             by_x: dict[int, list[float]] = {}
@@ -214,9 +227,10 @@ def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path)
                 continue
             xs = sorted(by_x)
             mean = [sum(by_x[x]) / len(by_x[x]) for x in xs]
-            color = f"C{i}"
-            ax.plot(xs, mean, marker="o", color=color, label=name)
-            ax.fill_between(xs, [min(by_x[x]) for x in xs], [max(by_x[x]) for x in xs], color=color, alpha=0.2)
+            style = variant_style(i)
+            ax.plot(xs, mean, label=name, **style)
+            ax.fill_between(xs, [min(by_x[x]) for x in xs], [max(by_x[x]) for x in xs], color=style["color"],
+                            alpha=0.2)
         if kind == "probe":
             base = [float(r["results"][key]) for r in records
                     if r.get("kind") == "probe" and (r.get("compare") or {}).get("variant") == BASELINE]
@@ -224,7 +238,8 @@ def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path)
                 ax.axhline(sum(base) / len(base), color="k", linestyle="--", label=BASELINE)
         ax.set_xlabel("real images seen by D")
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        # beside the plot, not on it: a comparison of a dozen variants would cover its own curves
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"{spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} (band: min to max)")
     fig.tight_layout()
     path = out / "curves.png"
