@@ -6,6 +6,7 @@ from __future__ import annotations
 
 # training (TrainConfig's field defaults are the training defaults; see ganbench.config)
 SCHEDULES = ("simultaneous", "alternating")
+LR_DECAYS = ("constant", "linear")  # linear: from lr at --lr-decay-from to 0 at the run's last step
 AMP_MODES = ("off", "bf16", "fp16")
 FEATURE_AMP = ("off", "bf16")  # feature passes: float32, or bfloat16 autocast (float16 has too little range)
 DEVICES = ("auto", "cpu", "cuda")

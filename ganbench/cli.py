@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from ganbench import __version__, choices
-from ganbench.config import AMP_MODES, DEVICES, SCHEDULES, TrainConfig, read_config
+from ganbench.config import AMP_MODES, DEVICES, LR_DECAYS, SCHEDULES, TrainConfig, read_config
 from ganbench.errors import ConfigError, GanbenchError
 
 
@@ -156,6 +156,10 @@ def _train_options(func):
         click.option("--beta1", type=float, help="Adam beta1. [0.5]"),
         click.option("--beta2", type=float, help="Adam beta2. [0.999]"),
         click.option("--weight-decay", type=float, help="L2 weight decay (the authors used 1e-5). [0]"),
+        click.option("--lr-decay", type=click.Choice(LR_DECAYS),
+                     help="Learning rate of both sides: constant, or linear to 0 at the last step. [constant]"),
+        click.option("--lr-decay-from", type=click.IntRange(min=0),
+                     help="Step (as --steps counts) where the linear decay begins; a resume may add or move it. [0]"),
         click.option("--objective", help="GAN objective (see `ganbench objectives`). [the model's: ns]"),
         click.option("--loss", "objective", hidden=True, help="Old name of --objective."),
         click.option("--objective-file", help="Load the objective from path/to/file.py:NAME."),

@@ -11,7 +11,7 @@ from typing import Any
 
 import tomli_w
 
-from ganbench.choices import AMP_MODES, DEVICES, SCHEDULES  # noqa: F401 (re-exported: the CLI and tests import them here)
+from ganbench.choices import AMP_MODES, DEVICES, LR_DECAYS, SCHEDULES  # noqa: F401 (re-exported: the CLI and tests import them here)
 from ganbench.errors import ConfigError
 
 
@@ -37,6 +37,8 @@ class TrainConfig:
     beta1: float | None = None
     beta2: float | None = None
     weight_decay: float | None = None
+    lr_decay: str | None = None
+    lr_decay_from: int | None = None
     objective: str | None = None
     objective_file: str | None = None
     objective_args: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -71,6 +73,16 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose {' or '.join(SCHEDULES)}")
+        if self.lr_decay is not None and self.lr_decay not in LR_DECAYS:
+            raise ConfigError(f"unknown --lr-decay {self.lr_decay!r}; choose {' or '.join(LR_DECAYS)}")
+        if self.lr_decay_from is not None:
+            if self.lr_decay_from < 0:
+                raise ConfigError(f"--lr-decay-from must be zero or positive, got {self.lr_decay_from}")
+            if self.lr_decay in (None, "constant"):
+                raise ConfigError("--lr-decay-from is the step where a decay begins; give --lr-decay linear too")
+            if self.steps is not None and self.lr_decay_from >= self.steps:
+                raise ConfigError(f"--lr-decay-from {self.lr_decay_from} leaves no step to decay over "
+                                  f"(--steps {self.steps}); give a step below {self.steps}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
         if self.device not in DEVICES:
@@ -104,6 +116,18 @@ class TrainConfig:
             raise ConfigError("--schedule alternating takes one D minibatch per G minibatch; "
                               "with several D steps per G step use --schedule simultaneous")
         return self
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """The learning rate of G step `step` (0-based) of a run of `total` steps, as a fraction of lr: 1 throughout
+        without a decay; with "linear", 1 until lr_decay_from, then falling linearly to 0 after the last step (the
+        schedule of Miyato et al. 2018's SN-GAN and of Mimicry). A function of the step alone, so a resumed run
+        continues it exactly; a resume that raises --steps stretches the decay to the new end."""
+        if self.lr_decay in (None, "constant"):
+            return 1.0
+        start = self.lr_decay_from or 0
+        if step < start:
+            return 1.0
+        return max(0.0, (total - step) / max(total - start, 1))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict without None values (TOML has no null) and without empty option tables."""

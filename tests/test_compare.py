@@ -94,6 +94,17 @@ def test_bad_specs_are_refused_with_what_to_do(tmp_path, change, message):
             read_spec(write_spec(tmp_path, text))
 
 
+def test_a_learning_rate_decay_is_planned_against_the_budget(tmp_path):
+    data = {"name": "x", "dataset": "digits", "eval_every": 10, "budget": {"steps": 40}, "probe": "digits-10",
+            "seeds": [0], "variants": {"ns": {"objective": "ns", "lr_decay": "linear", "lr_decay_from": 30}}}
+    (unit,) = plan(spec_from_dict(data), tmp_path)
+    assert (unit.steps, unit.resolved.lr_decay, unit.resolved.lr_decay_from) == (40, "linear", 30)
+    assert unit.config.lr_factor(35, unit.steps) == 0.5
+    data["variants"]["ns"]["lr_decay_from"] = 40  # the decay would begin at the run's end: refused before training
+    with pytest.raises(ConfigError, match="variant 'ns': --lr-decay-from 40 leaves no step to decay over"):
+        plan(spec_from_dict(data), tmp_path)
+
+
 def test_a_variant_may_not_change_the_budget_or_the_data(tmp_path):
     data = {"name": "x", "dataset": "digits", "eval_every": 10, "budget": {"steps": 10}, "probe": "digits-10",
             "variants": {"ns": {"objective": "ns", "steps": 99}}}

@@ -223,3 +223,58 @@ def test_bf16_on_a_cpu_that_emulates_it_warns_in_one_line_once(tmp_path, monkeyp
     with feature_autocast("bf16", torch.device("cpu")):
         pass
     assert "emulated" not in capfd.readouterr().err
+
+
+def test_linear_lr_decay_factor_is_the_formula():
+    # constant until lr_decay_from, then (total - step) / (total - from): 1 at the first decayed step, 1/8 at the last
+    cfg = small(steps=12, lr_decay="linear", lr_decay_from=4).validate()
+    assert [cfg.lr_factor(s, 12) for s in range(12)] == [1, 1, 1, 1] + [(12 - s) / 8 for s in range(4, 12)]
+    assert small(steps=12, lr_decay="linear").lr_factor(6, 12) == 0.5  # from step 0 by default
+    assert small(steps=12).lr_factor(11, 12) == small(steps=12, lr_decay="constant").lr_factor(11, 12) == 1.0
+    for bad, words in ((dict(lr_decay="cosine"), "unknown --lr-decay 'cosine'"),
+                       (dict(lr_decay_from=3), "give --lr-decay linear too"),
+                       (dict(lr_decay="linear", lr_decay_from=12), "leaves no step to decay over"),
+                       (dict(lr_decay="linear", lr_decay_from=-1), "zero or positive")):
+        with pytest.raises(ConfigError, match=words):
+            small(steps=12, **bad).validate()
+
+
+def test_linear_lr_decay_reaches_both_optimizers_and_resumes_exactly(tmp_path):
+    cfg = small(steps=12, lr_decay="linear", lr_decay_from=4, deterministic=True, log_every=2, checkpoint_every=6,
+                sample_every=100)
+    train(cfg, tmp_path / "once", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "once" / "metrics.jsonl").read_text().splitlines()]
+    # each row: the rate of its window's last step (0-based done - 1)
+    assert [r["lr"] for r in rows] == pytest.approx([2e-4 * min(1, (12 - (d - 1)) / 8) for d in range(2, 13, 2)])
+    last = load_checkpoint(tmp_path / "once" / "checkpoints" / "last.pt")
+    for opt in ("opt_G", "opt_D"):
+        assert [g["lr"] for g in last[opt]["param_groups"]] == pytest.approx([2e-4 / 8])
+    # killed after step 6 of the same 12-step run: resuming follows the same schedule, bit for bit
+    twice = tmp_path / "twice"
+    train(cfg, twice, progress=False)
+    (twice / "checkpoints" / "step_0000012.pt").unlink()
+    (twice / "checkpoints" / "last.pt").write_bytes((twice / "checkpoints" / "step_0000006.pt").read_bytes())
+    train(cfg, twice, resume=True, explicit={"steps"}, progress=False)
+    again = load_checkpoint(twice / "checkpoints" / "last.pt")
+    for net in ("G", "D"):
+        for key in last[net]:
+            assert torch.equal(last[net][key], again[net][key]), (net, key)
+    # the same run without the decay ends elsewhere: the schedule changed the updates
+    train(replace(cfg, lr_decay=None, lr_decay_from=None), tmp_path / "flat", progress=False)
+    flat = load_checkpoint(tmp_path / "flat" / "checkpoints" / "last.pt")
+    assert not torch.equal(flat["G"]["body.0.weight"], last["G"]["body.0.weight"])
+
+
+def test_a_resumed_run_may_gain_a_decaying_tail(tmp_path):
+    out = tmp_path / "r"
+    train(small(steps=6), out, progress=False)
+    tail = small(steps=10, lr_decay="linear", lr_decay_from=6)
+    train(tail, out, resume=True, explicit={"steps", "lr_decay", "lr_decay_from"}, progress=False)
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 10
+    assert ckpt["opt_G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * (10 - 9) / 4)
+    saved = read_config(out / "config.toml")
+    assert saved["lr_decay"] == "linear" and saved["lr_decay_from"] == 6 and saved["steps"] == 10
+    with pytest.raises(ConfigError, match="leaves no step to decay over"):
+        train(small(steps=12, lr_decay="linear", lr_decay_from=12), out, resume=True,
+              explicit={"steps", "lr_decay", "lr_decay_from"}, progress=False)

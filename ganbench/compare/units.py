@@ -49,7 +49,7 @@ def plan(spec: CompareSpec, out: Path, device: str = "cpu") -> list[Unit]:
             cfg = TrainConfig.from_dict(base, where=f"variant {name}")
             cfg = replace(cfg, dataset=spec.dataset, data_root=spec.data_root, split=spec.split,
                           max_images=spec.max_images, seed=seed, device=device)
-            resolved = resolve_config(replace(cfg, steps=1))
+            resolved = resolve_config(replace(cfg, steps=None))  # the steps come from the budget, below
             _check_representation(name, probe_representation(spec, name), resolved.objective)
             per_step = resolved.batch_size * (resolved.d_steps or 1)
             if spec.budget_unit == "steps":
@@ -62,6 +62,10 @@ def plan(spec: CompareSpec, out: Path, device: str = "cpu") -> list[Unit]:
             evals = sorted({*range(every, steps + 1, every), steps})
             cfg = replace(cfg, steps=steps, checkpoint_every=every,
                           sample_every=cfg.sample_every if "sample_every" in base else every)
+            try:
+                cfg.validate()  # settings that depend on the run's length (--lr-decay-from)
+            except ConfigError as exc:
+                raise ConfigError(f"variant {name!r}: {exc}") from None
             resolved = replace(resolved, **{key: getattr(cfg, key) for key in PLANNED})
             units.append(Unit(name, seed, cfg, out / "runs" / folder_name(name) / f"seed{seed}", steps, evals,
                               per_step, resolved))

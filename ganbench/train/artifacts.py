@@ -25,6 +25,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
 
 CORE_KEYS = ("step", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "elapsed_s")
 PROBE_KEYS = ("probe_acc", "probe_loss")  # the online probe's (train/online_probe.py): a panel of their own
+LR_KEY = "lr"  # logged under --lr-decay linear: drawn on its own axis beside the losses
 
 
 def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_kind: str = "logit") -> Path | None:
@@ -44,7 +45,7 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_
     import matplotlib.pyplot as plt
 
     keys = {k for r in rows for k in r}
-    extra = sorted(keys - set(CORE_KEYS) - set(PROBE_KEYS))
+    extra = sorted(keys - set(CORE_KEYS) - set(PROBE_KEYS) - {LR_KEY})
     probe = "probe_acc" in keys
     panels = 2 + bool(extra) + probe
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
@@ -57,6 +58,12 @@ def plot_curves(metrics_path: str | os.PathLike, out: str | os.PathLike, output_
     series(axes[0], "loss_d", "loss D")
     series(axes[0], "loss_g", "loss G")
     axes[0].set_title("losses")
+    if LR_KEY in keys:
+        lr_ax = axes[0].twinx()
+        series(lr_ax, LR_KEY, "learning rate")
+        lr_ax.lines[0].set(color="0.5", linestyle="--")
+        lr_ax.set_ylim(bottom=0)
+        lr_ax.set_ylabel("learning rate (dashed)")
     series(axes[1], "d_real", "D(x)")
     series(axes[1], "d_fake", "D(G(z))")
     if output_kind == "logit":

@@ -9,7 +9,9 @@ from ganbench.errors import ConfigError
 from ganbench.registry import get_objective, get_variant, load_objective_file, load_variant_file
 
 # settings a resumed run may change; everything else must match the run directory's config
-RESUMABLE = ("steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "tensorboard")
+# (a learning-rate decay may be added or changed: a run continued with a decaying tail, e.g. after its curve flattens)
+RESUMABLE = ("steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "tensorboard",
+             "lr_decay", "lr_decay_from")
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:

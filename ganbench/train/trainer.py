@@ -227,6 +227,9 @@ class Trainer:
         if self.start >= self.total:
             raise ConfigError(f"{self.out} is already at step {self.start}; pass --steps above {self.start} "
                               "to train further")
+        if (cfg.lr_decay_from or 0) >= self.total:
+            raise ConfigError(f"--lr-decay-from {cfg.lr_decay_from} leaves no step to decay over (the run ends at "
+                              f"step {self.total}); give a step below {self.total}")
 
     def _write_run_files(self) -> None:
         out = self.out
@@ -278,6 +281,8 @@ class Trainer:
     # --------------------------------------------------------------------------------------------------- step
     def step(self, step: int) -> None:
         """One step: D and G updates on the schedule; their losses go to the window's sums."""
+        if self.cfg.lr_decay == "linear":
+            self._set_lr(self.cfg.lr * self.cfg.lr_factor(step, self.total))
         self.gen.train()
         for item in self.owned.values():
             if item.side == "g":  # D and its side stay in training mode throughout
@@ -295,6 +300,12 @@ class Trainer:
                 self._record_loss(name, value, step)
         simultaneous = self.cfg.schedule == "simultaneous" and self.objective.adversarial
         self.imgs_window += self.cfg.batch_size * (self.k_d if simultaneous else 1)
+
+    def _set_lr(self, lr: float) -> None:
+        """Every parameter group of both sides (owned modules included) at lr."""
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def _simultaneous_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """D on k_d fresh minibatches; G's update reuses the last fake batch (and its graph to G)."""
@@ -423,6 +434,8 @@ class Trainer:
             total_sums = distributed.all_reduce_(torch.stack([self.sums[k] for k in keys])) / self.world
             self.sums.update(zip(keys, total_sums.unbind()))
         self.final = _log_row(self.sums, self.counts, self.sides, done, self.rate, time.perf_counter() - self.t_start)
+        if self.cfg.lr_decay == "linear":  # the rate of the window's last step
+            self.final["lr"] = self.opt_g.param_groups[0]["lr"]
         if self.rank == 0:
             self._write_row(self.final)
         shown = {k: f"{v:.3g}" for k, v in self.final.items() if k not in ("step", "images_per_s", "elapsed_s")}
