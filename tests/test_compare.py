@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
+from ganbench.checkpoint import load_checkpoint
 from ganbench.cli import cli
 from ganbench.compare import BASELINE, check_comparison, plan, read_spec, run_compare, spec_from_dict
 from ganbench.errors import ConfigError
@@ -103,6 +106,30 @@ def test_a_learning_rate_decay_is_planned_against_the_budget(tmp_path):
     data["variants"]["ns"]["lr_decay_from"] = 40  # the decay would begin at the run's end: refused before training
     with pytest.raises(ConfigError, match="variant 'ns': --lr-decay-from 40 leaves no step to decay over"):
         plan(spec_from_dict(data), tmp_path)
+
+
+def test_a_comparison_continues_another_ones_run_with_a_decaying_tail(tmp_path):
+    # results/compare/cifar10-fm-long and cifar10-fm-decay: a copied run directory is resumed, not trained again
+    short = replace(read_spec(write_spec(tmp_path, SPEC.replace("seeds = [0, 1]", "seeds = [0]"))),
+                    metrics="none", variants={"ns": {"objective": "ns"}})
+    list(run_compare(short, tmp_path / "short", progress=False))
+    first = tmp_path / "short" / "runs" / "ns" / "seed0"
+    tail = replace(short, name="tail", budget=1920,
+                   variants={"ns": {"objective": "ns", "lr_decay": "linear", "lr_decay_from": 40}})
+    (tmp_path / "tail" / "runs" / "ns").mkdir(parents=True)
+    shutil.copytree(first, tmp_path / "tail" / "runs" / "ns" / "seed0")
+    list(run_compare(tail, tmp_path / "tail", progress=False))
+    run = tmp_path / "tail" / "runs" / "ns" / "seed0"
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 60 and ckpt["config"]["lr_decay_from"] == 40
+    assert ckpt["opt_G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * (60 - 59) / 20)
+    # the first 40 steps are the short comparison's own: its checkpoint is still there, unchanged
+    before = load_checkpoint(first / "checkpoints" / "last.pt")["G"]
+    kept = load_checkpoint(run / "checkpoints" / "step_0000040.pt")["G"]
+    assert all(torch.equal(before[k], kept[k]) for k in before)
+    probes = {r["compare"]["step"]: r for r in read_records(tmp_path / "tail" / "records" / "probe.jsonl")
+              if r["compare"]["variant"] == "ns"}
+    assert sorted(probes) == [20, 40, 60]
 
 
 def test_a_variant_may_not_change_the_budget_or_the_data(tmp_path):
