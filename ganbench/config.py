@@ -118,10 +118,10 @@ class TrainConfig:
         return self
 
     def lr_factor(self, step: int, total: int) -> float:
-        """The learning rate of G step `step` (0-based) of a run of `total` steps, as a fraction of lr: 1 throughout
-        without a decay; with "linear", 1 until lr_decay_from, then falling linearly to 0 after the last step (the
-        schedule of Miyato et al. 2018's SN-GAN and of Mimicry). A function of the step alone, so a resumed run
-        continues it exactly; a resume that raises --steps stretches the decay to the new end."""
+        """The learning rate of step `step` (0-based, as --steps counts) of a run of `total` steps, as a fraction
+        of lr: 1 throughout without a decay; with "linear", 1 until lr_decay_from, then falling linearly to 0 after
+        the last step (the schedule of Miyato et al. 2018's SN-GAN and of Mimicry). A function of the step alone, so
+        a resumed run continues it exactly; a resume that raises --steps stretches the decay to the new end."""
         if self.lr_decay in (None, "constant"):
             return 1.0
         start = self.lr_decay_from or 0
