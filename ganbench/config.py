@@ -80,9 +80,8 @@ class TrainConfig:
                 raise ConfigError(f"--lr-decay-from must be zero or positive, got {self.lr_decay_from}")
             if self.lr_decay in (None, "constant"):
                 raise ConfigError("--lr-decay-from is the step where a decay begins; give --lr-decay linear too")
-            if self.steps is not None and self.lr_decay_from >= self.steps:
-                raise ConfigError(f"--lr-decay-from {self.lr_decay_from} leaves no step to decay over "
-                                  f"(--steps {self.steps}); give a step below {self.steps}")
+            if self.steps is not None:
+                self.check_lr_decay(self.steps)
         if self.amp not in AMP_MODES:
             raise ConfigError(f"unknown --amp {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
         if self.device not in DEVICES:
@@ -116,6 +115,12 @@ class TrainConfig:
             raise ConfigError("--schedule alternating takes one D minibatch per G minibatch; "
                               "with several D steps per G step use --schedule simultaneous")
         return self
+
+    def check_lr_decay(self, total: int) -> None:
+        """Refuse a decay that would begin at or after the last of the run's `total` steps."""
+        if (self.lr_decay_from or 0) >= total:
+            raise ConfigError(f"--lr-decay-from {self.lr_decay_from} leaves no step to decay over (the run ends at "
+                              f"step {total}); give a step below {total}")
 
     def lr_factor(self, step: int, total: int) -> float:
         """The learning rate of step `step` (0-based, as --steps counts) of a run of `total` steps, as a fraction

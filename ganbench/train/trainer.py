@@ -227,9 +227,7 @@ class Trainer:
         if self.start >= self.total:
             raise ConfigError(f"{self.out} is already at step {self.start}; pass --steps above {self.start} "
                               "to train further")
-        if (cfg.lr_decay_from or 0) >= self.total:
-            raise ConfigError(f"--lr-decay-from {cfg.lr_decay_from} leaves no step to decay over (the run ends at "
-                              f"step {self.total}); give a step below {self.total}")
+        cfg.check_lr_decay(self.total)  # with --epochs the total is known only here
 
     def _write_run_files(self) -> None:
         out = self.out
