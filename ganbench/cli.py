@@ -59,7 +59,8 @@ def _os_error_line(exc: OSError) -> str | None:
     where = f" {exc.filename}" if exc.filename else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"disk full while writing{where} ({exc.strerror or exc}); earlier checkpoints and records are "
-                f"intact: free some space and rerun (`ganbench train --resume` continues from the last checkpoint)")
+                f"intact: free some space, or set GANBENCH_CACHE to a folder on a larger disk for the caches, and "
+                f"rerun (`ganbench train --resume` continues from the last checkpoint)")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot access{where}: {exc.strerror or exc}; check its permissions or choose another path"
     return None

@@ -23,7 +23,7 @@ from ganbench.choices import FEATURE_DTYPES as FEATURE_DTYPE_NAMES
 from ganbench.data import ImageStore, cache_dir
 from ganbench.devices import amp_autocast
 from ganbench.errors import ConfigError
-from ganbench.files import atomic_path, atomic_write
+from ganbench.files import atomic_path, atomic_write, reserved_memmap, scratch_memmap
 from ganbench.models.base import Discriminator, batchnorms, channels_last_on_cpu, frozen_batchnorm, to_signed_unit
 from ganbench.progress import progress_bar
 
@@ -237,6 +237,8 @@ def extract_features(
         returning them, called only when the features are not already cached (the statistics cost a forward pass
         over the training images).
     out: write the matrix to this .npy path instead of the cache.
+    use_cache=False (and no out): neither read nor written; the matrix lives in an unnamed scratch file in the
+        cache folder that is gone once the array is released (features used once, such as a curve point's rows).
 
     Under torchrun the batches are shared out among the ranks (each rank the very batches one process would run)
     and gathered in order on rank 0, which writes the file and returns the matrix; the other ranks return None.
@@ -250,16 +252,14 @@ def extract_features(
     disc = disc.to(device)
     dim = feature_dim(disc, spec.layers, spec.grid)
     n = len(store)
-    if out is None:
-        folder = cache_dir() / "features"
+    folder = cache_dir() / "features" if out is None else Path(out).parent
+    path: Path | None = Path(out) if out is not None else None
+    if out is None and use_cache:
         path = folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{spec.key(store)[:20]}.npy"
-        if use_cache:
-            cached = distributed.on_main(lambda: _load_cached(path, (n, dim), spec.dtype))
-            if distributed.broadcast_object(cached is not None):
-                return cached
-    else:
-        path = Path(out)
-    distributed.on_main(lambda: path.parent.mkdir(parents=True, exist_ok=True))
+        cached = distributed.on_main(lambda: _load_cached(path, (n, dim), spec.dtype))
+        if distributed.broadcast_object(cached is not None):
+            return cached
+    distributed.on_main(lambda: folder.mkdir(parents=True, exist_ok=True))
 
     if spec.bn_stats == "train-batches" and batchnorms(disc):
         if callable(bn_stats_values):
@@ -268,16 +268,15 @@ def extract_features(
             raise ConfigError("bn_stats='train-batches' needs statistics from train_batch_statistics")
         set_bn_statistics(disc, bn_stats_values)
     main = distributed.is_main()  # the only process in a single one; under torchrun rank 0 writes the matrix
-    sidecar = path.with_suffix(".json")
-    if main:
+    sidecar = path.with_suffix(".json") if path is not None else None
+    if main and sidecar is not None:
         sidecar.unlink(missing_ok=True)  # the sidecar marks a finished matrix: gone until the new one is whole
     lo, hi = distributed.shard(n, batch_size)  # this rank's batches: (0, n) in a single process
     order = batch_order(n, spec.bn_stats)
     # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
     with frozen_batchnorm(disc, train=spec.bn_stats == "batch"), channels_last_on_cpu(disc, device) as nhwc, \
-            autocast, (atomic_path(path) if main else contextlib.nullcontext()) as tmp:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[spec.dtype], shape=(n, dim)) \
-            if main else None
+            autocast, (atomic_path(path) if main and path is not None else contextlib.nullcontext()) as tmp:
+        matrix = _new_matrix(tmp, folder, FEATURE_DTYPES[spec.dtype], (n, dim)) if main else None
         rows = matrix if not distributed.active() else np.empty((hi - lo, dim), FEATURE_DTYPES[spec.dtype])
         wanted = set(spec.layers)
         for start in _progress(range(lo, hi, batch_size), progress and main, "features", batch_size, hi - lo):
@@ -302,11 +301,13 @@ def extract_features(
                     for k in range(0, n, batch_size):
                         block = np.sort(order[k:k + batch_size])
                         matrix[block] = drawn[k:k + len(block)]
-        if main:
+        if main and path is not None:
             matrix.flush()
             del matrix
     if not main:
         return None
+    if path is None:
+        return _read_only(matrix)
     meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
             "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid, "amp": spec.amp,
             "calibration": spec.calibration, "dataset": store.meta}
@@ -339,28 +340,42 @@ def extract_representation(rep: Any, identity: str, store: ImageStore, *, dtype:
     rep.check_images(store.images[:1])
     n, dim = len(store), int(rep.dim)
     key = representation_key(identity, {"name": rep.name, **rep.settings()}, dtype, store)
-    if out is None:
-        path = cache_dir() / "features" / f"{store.meta.get('source')}-{store.meta.get('split')}-{rep.name}-" \
-                                         f"{key[:20]}.npy"
-        if use_cache and (cached := _load_cached(path, (n, dim), dtype)) is not None:
+    folder = cache_dir() / "features" if out is None else Path(out).parent
+    path: Path | None = Path(out) if out is not None else None
+    if out is None and use_cache:
+        path = folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{rep.name}-{key[:20]}.npy"
+        if (cached := _load_cached(path, (n, dim), dtype)) is not None:
             return cached
-    else:
-        path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = path.with_suffix(".json")
-    sidecar.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    sidecar = path.with_suffix(".json") if path is not None else None
+    if sidecar is not None:
+        sidecar.unlink(missing_ok=True)
     device = torch.device(device)
-    with atomic_path(path) as tmp:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=FEATURE_DTYPES[dtype], shape=(n, dim))
+    with atomic_path(path) if path is not None else contextlib.nullcontext() as tmp:
+        matrix = _new_matrix(tmp, folder, FEATURE_DTYPES[dtype], (n, dim))
         for start in _progress(range(0, n, batch_size), progress, f"{rep.name} features", batch_size, n):
             chunk = np.asarray(store.images[start:start + batch_size])
             matrix[start:start + len(chunk)] = rep.transform(chunk, device).float().cpu().numpy()
+        if path is None:
+            return _read_only(matrix)
         matrix.flush()
         del matrix
     meta = {"complete": True, "shape": [n, dim], "dtype": dtype, "representation": rep.name,
             "settings": rep.settings(), "identity": identity, "dataset": store.meta}
     atomic_write(sidecar, json.dumps(meta, indent=1, default=str))
     return np.load(path, mmap_mode="r")
+
+
+def _new_matrix(tmp: Path | None, folder: Path, dtype: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The (n, dim) matrix features are written into: a .npy memory map at tmp (renamed into place when whole), or
+    with tmp None an unnamed scratch memory map in folder; its disk space is allocated first either way, so a full
+    disk ends in OSError ENOSPC (one line from the CLI) instead of a SIGBUS halfway through the writes."""
+    return reserved_memmap(tmp, dtype, shape) if tmp is not None else scratch_memmap(folder, dtype, shape)
+
+
+def _read_only(matrix: np.ndarray) -> np.ndarray:
+    matrix.flags.writeable = False  # as the cached matrices are (mmap_mode="r")
+    return matrix
 
 
 def _load_cached(path: Path, shape: tuple[int, int], dtype: str) -> np.ndarray | None:

@@ -1,12 +1,18 @@
-"""Atomic file writes: a reader never sees half a file, and a killed writer leaves the old file (or none)."""
+"""Atomic file writes: a reader never sees half a file, and a killed writer leaves the old file (or none); memory
+maps whose disk space is allocated before they are written, so a full disk is an error, not a SIGBUS."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 try:  # POSIX; elsewhere the locks below are no-ops
     import fcntl
@@ -28,6 +34,46 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def reserve_space(fd: int, size: int, name: str | os.PathLike) -> None:
+    """Allocate size bytes of the open file fd on disk before a memory map of it is written.
+
+    A memory-mapped write to a sparse file on a full disk is not an error the program can catch: the kernel kills
+    the process with SIGBUS. Allocating the blocks first turns a full disk into an OSError (ENOSPC, naming the
+    file) raised here, which the CLI reports as one line. Filesystems that cannot allocate ahead are left sparse."""
+    if size <= 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # e.g. some network filesystems
+            return
+        raise OSError(exc.errno, exc.strerror, str(name)) from None
+
+
+def reserved_memmap(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A writable .npy memory map at path (np.lib.format.open_memmap) whose blocks are allocated on disk first
+    (reserve_space): a full disk raises OSError ENOSPC here rather than killing the process mid-write."""
+    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        reserve_space(fd, os.fstat(fd).st_size, path)
+    finally:
+        os.close(fd)
+    return matrix
+
+
+def scratch_memmap(folder: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A writable memory map of an unnamed scratch file in folder, its blocks allocated first (reserve_space).
+
+    The file has no name from the start, so nothing is left behind: the system takes its space back when the
+    array is released or the process ends, killed or not. For matrices used once (features nobody will look up)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with tempfile.TemporaryFile(dir=folder, prefix=".scratch-") as fh:
+        reserve_space(fh.fileno(), size, Path(folder) / "(scratch file)")
+        fh.truncate(size)
+        return np.memmap(fh, dtype=dtype, mode="w+", shape=shape)  # the mapping outlives the closed file
 
 
 def atomic_write(target: str | os.PathLike, data: bytes | str) -> Path:

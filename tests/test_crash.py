@@ -160,6 +160,50 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_ends_in_one_
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step_0000004.pt"]
 
 
+def test_a_full_disk_during_feature_extraction_ends_in_one_line_not_a_sigbus(tmp_path):
+    # the feature cache's disk is full: the evaluation stops before writing features (a mapped write to a sparse
+    # file there would be killed by SIGBUS), with one line and exit 2
+    driver = tmp_path / "full.py"
+    driver.write_text(textwrap.dedent("""
+        import errno, os, sys
+        allocate = os.posix_fallocate
+
+        def full_disk(fd, offset, size):  # the features folder's disk is full (Linux: the fd's path in /proc)
+            if "/features/" in os.readlink(f"/proc/self/fd/{fd}"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return allocate(fd, offset, size)
+
+        os.posix_fallocate = full_disk
+        from ganbench.cli import main
+        main(sys.argv[1:])
+    """))
+    proc = subprocess.run([sys.executable, str(driver), "eval", "digits", "--random-init", "dcgan-svhn32",
+                           "--no-record", "--quiet"], env=_env(tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ganbench: error: disk full while writing"), proc.stderr
+    assert "features" in lines[0] and "GANBENCH_CACHE" in lines[0]
+    assert not list((tmp_path / "cache" / "features").iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate on this system")
+def test_reserved_memory_maps_own_their_disk_blocks_before_the_first_write(tmp_path):
+    from ganbench.files import reserved_memmap, scratch_memmap
+
+    plain = np.lib.format.open_memmap(tmp_path / "plain.npy", mode="w+", dtype=np.float32, shape=(1000, 1000))
+    assert os.stat(tmp_path / "plain.npy").st_blocks * 512 < 1_000_000  # what it replaces: a sparse file
+    reserved = reserved_memmap(tmp_path / "reserved.npy", np.float32, (1000, 1000))
+    assert os.stat(tmp_path / "reserved.npy").st_blocks * 512 >= 4_000_000
+    reserved[:] = 1.5
+    reserved.flush()
+    assert np.load(tmp_path / "reserved.npy")[999, 999] == 1.5
+    scratch = scratch_memmap(tmp_path, np.float16, (300, 7))
+    scratch[:] = 2
+    assert scratch.sum() == 4200 and sorted(p.name for p in tmp_path.iterdir()) == ["plain.npy", "reserved.npy"]
+    del plain
+
+
 # ------------------------------------------------------------------ killed builds: store, features, statistics
 # The child runs a snippet with one function wrapped so that its n-th call kills the process (SIGKILL, no
 # cleanup), at the moments where a half-made cache could be mistaken for a finished one.

@@ -113,6 +113,46 @@ def test_extract_features_running_mode_equals_manual_and_is_cached(monkeypatch):
         extract_features(disc, store, spec, progress=False)
 
 
+def test_features_outside_the_cache_leave_no_file_behind_and_equal_the_cached_ones():
+    # use_cache=False (a curve point's rows): the matrix lives in an unnamed scratch file, not under a cache name
+    # that nobody would look up again (such files filled a disk: about 280 MB per curve point at width 32)
+    disc = small_disc()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    spec = FeatureSpec("scratch", [2, 4], "running", "float32")
+    folder = feat.cache_dir() / "features"
+    scratch = extract_features(disc, store, spec, progress=False, use_cache=False)
+    assert folder.is_dir() and not list(folder.iterdir())
+    assert scratch.shape == (1797, (8 + 16) * 16) and not scratch.flags.writeable
+    cached = extract_features(disc, store, spec, progress=False)
+    np.testing.assert_array_equal(scratch, cached)
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".npy"]
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_full_disk_stops_feature_extraction_before_its_first_batch_and_leaves_nothing(monkeypatch, use_cache):
+    # the matrix's blocks are allocated before any mapped write: a full disk is an OSError (ENOSPC, naming the
+    # folder), which the CLI prints as one line, rather than a SIGBUS in the middle of the writes
+    import errno
+    import os
+
+    disc = small_disc()
+    store = load_images("digits", None, "all", image_size=32, progress=False)
+    folder = feat.cache_dir() / "features"
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    batches = []
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    monkeypatch.setattr(feat, "pool_maps", lambda *a, **k: batches.append(1))
+    with pytest.raises(OSError) as caught:
+        extract_features(disc, store, FeatureSpec("full", [2], "running", "float32"), progress=False,
+                         use_cache=use_cache)
+    assert caught.value.errno == errno.ENOSPC and str(folder) in str(caught.value.filename)
+    assert not batches
+    assert not list(folder.iterdir())  # no matrix, no temporary file, no sidecar
+
+
 def test_train_batch_statistics_are_computed_only_when_the_features_are_not_cached():
     disc = small_disc()
     store = load_images("digits", None, "all", image_size=32, progress=False)
@@ -396,7 +436,9 @@ def test_a_curve_point_extracts_only_the_rows_its_trial_reads_with_the_same_numb
     d = load_discriminator(random_init="dcgan32", model_kwargs={"ngf": 8, "ndf": 8, "nz": 8, "channels": 1})
     common = dict(trials=1, C_grid=[1e-3, 1e-2], device="cpu", progress=False, calibration_images=2048)
     whole = evaluate_representation("mnist", d, str(tmp_path / "mnist"), **common)
+    cached = sorted((feat.cache_dir() / "features").iterdir())
     light = evaluate_representation("mnist", d, str(tmp_path / "mnist"), needed_rows_only=True, **common)
+    assert sorted((feat.cache_dir() / "features").iterdir()) == cached  # a curve point's features are not kept
     assert light["features"]["train_rows_extracted"] == 10000 + 1000
     assert light["features"]["calibration_images"] == whole["features"]["calibration_images"] == 2048
     assert light["results"] == whole["results"]

@@ -165,6 +165,22 @@ def test_pixels_are_the_scaled_image():
     np.testing.assert_allclose(rep.transform(images).numpy(), images.reshape(2, -1) / 127.5 - 1, atol=1e-6)
 
 
+def test_a_learners_features_outside_the_cache_leave_no_file_and_equal_the_cached_ones():
+    from ganbench import features as feat
+    from ganbench.data import load_images
+
+    store = load_images("digits", None, "all", image_size=8, progress=False)
+    rep = build_learner("pixels", 8, store.images.shape[1], {})
+    folder = feat.cache_dir() / "features"
+    scratch = feat.extract_representation(rep, "pixels-8", store, dtype="float32", progress=False, use_cache=False)
+    assert folder.is_dir() and not list(folder.iterdir())  # an unnamed scratch file: nothing left behind
+    np.testing.assert_allclose(scratch, np.asarray(store.images, np.float32).reshape(len(store), -1) / 127.5 - 1,
+                               atol=1e-6)
+    cached = feat.extract_representation(rep, "pixels-8", store, dtype="float32", progress=False)
+    np.testing.assert_array_equal(scratch, cached)
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".npy"]
+
+
 def test_fit_then_probe_through_the_cli(tmp_path):
     run = tmp_path / "km"
     args = ["train", "--learner", "kmeans", "--dataset", "digits", "--out", str(run), "--learner-arg",

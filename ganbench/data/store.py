@@ -25,6 +25,7 @@ import numpy as np
 from ganbench.data import cifar10, digits, fake, folder, lsun, mnist, svhn
 from ganbench.data.reader import Reader, reason
 from ganbench.errors import DataError
+from ganbench.files import reserved_memmap
 from ganbench.progress import progress_bar
 
 SOURCES: dict[str, Reader] = {
@@ -201,9 +202,7 @@ def _build(
     tmp_sidecar = stores / f".{stem}.json.{token}.tmp"
     bar = None
     try:
-        images = np.lib.format.open_memmap(
-            tmp_images, mode="w+", dtype=np.uint8, shape=(n, decoded.channels, size, size)
-        )
+        images = reserved_memmap(tmp_images, np.uint8, (n, decoded.channels, size, size))
         if progress and n > PROGRESS_MIN:
             bar = progress_bar(n, f"decoding {reader.name} {located.split}", "img", file=sys.stderr,
                                dynamic_ncols=False)
