@@ -82,7 +82,7 @@ def test_every_variant_gets_the_same_image_budget(tmp_path):
     ("budget = { images = 1280 }", None),
     ("budget = { epochs = 3 }", "budget must be a table with one key"),
     ("probe = \"cifar10-4000\"", "unknown probe"),
-    ("seeds = [0, 0]", "seeds must be distinct"),
+    ("seeds = [0, 0]", "seeds must be a list of distinct integers"),
     ("colour = 1", "unknown key"),
     ("metrics = \"fid\"", "unknown metrics"),
 ])
@@ -443,6 +443,35 @@ def test_slices_run_only_their_cells_and_a_continued_comparison_retrains_nothing
     rows = {r["variant"]: r for r in table(out)}
     assert rows["ns"]["seeds"] == "2 of 3" and rows[BASELINE]["seeds"] == "2 of 3"
     assert len([r for r in read_records(out / "records") if r["kind"] == "train"]) == 2
+
+
+def test_a_row_may_have_its_own_seeds_and_gaining_one_keeps_its_records(tmp_path):
+    # "3 seeds for the best three rows": a variant's table sets its own seeds; the others and the random-init D
+    # keep the SPEC's, and the table counts each row against its own seeds
+    from ganbench.compare import cell_fingerprint, comparison_table, same_comparison, select_slice, spec_json
+
+    before = read_spec(write_spec(tmp_path))
+    spec = read_spec(write_spec(tmp_path, SPEC.replace('[variants.ns]\nobjective = "ns"',
+                                                       '[variants.ns]\nobjective = "ns"\nseeds = [0, 1, 2]')))
+    assert sorted((u.variant, u.seed) for u in plan(spec, tmp_path / "out")) == [
+        ("ns", 0), ("ns", 1), ("ns", 2), ("wgan-gp", 0), ("wgan-gp", 1)]
+    # the cells already run stay valid, and the folder's comparison continues with the row's new seed
+    assert cell_fingerprint(spec, "ns") == cell_fingerprint(before, "ns")
+    assert cell_fingerprint(spec, BASELINE) == cell_fingerprint(before, BASELINE)
+    assert same_comparison(spec_json(before), spec_json(spec))
+    assert not same_comparison(spec_json(before), spec_json(replace(spec, variants={
+        **spec.variants, "ns": {**spec.variants["ns"], "lr": 1e-3}})))
+    assert select_slice(spec, ["ns"], [2]) == (["ns"], [2], False)
+    assert select_slice(spec) == (["ns", "wgan-gp"], [0, 1, 2], True)
+    with pytest.raises(ConfigError, match=r"--seeds 2: the SPEC's seeds are 0, 1 \(ns: 0, 1, 2\)"):
+        select_slice(spec, ["wgan-gp", "random-init"], [2])
+    _, body, caption = comparison_table([], spec, plan(spec, tmp_path / "out"))
+    assert {row[0]: row[2] for row in body} == {"ns": "0 of 3", "wgan-gp": "0 of 2", BASELINE: "0 of 2"}
+    assert "seeds 0, 1 (ns: 0, 1, 2)" in caption
+    for bad in ("seeds = [0, 0]", "seeds = \"0\"", "seeds = []", "seeds = [true]"):
+        text = SPEC.replace('[variants.ns]\nobjective = "ns"', f'[variants.ns]\nobjective = "ns"\n{bad}')
+        with pytest.raises(ConfigError, match="variant 'ns': seeds must be a list of distinct integers"):
+            read_spec(write_spec(tmp_path, text))
 
 
 def test_slices_and_foreign_records_are_refused_before_any_training(tmp_path):

@@ -70,7 +70,7 @@ def summarize(records: list[dict[str, Any]], spec: CompareSpec, units: list[Unit
             "is": _mean_std([float(q[is_key]) for q in q_final if is_key in q]),
             "train_wall_s": _mean_std([walls[(name, u.seed)] for u in mine if (name, u.seed) in walls]),
             "machines": sorted({m for u in mine for m in machines.get((name, u.seed), [])}),
-            "of_seeds": len(spec.seeds),
+            "of_seeds": len(spec.variant_seeds(name)),
         })
     if spec.baseline and spec.probe:
         base = [probes[(BASELINE, s)][0] for s in spec.seeds if 0 in probes.get((BASELINE, s), {})]
@@ -119,7 +119,7 @@ def comparison_table(records: list[dict[str, Any]], spec: CompareSpec,
     one_seed = "; a cell of one seed has no ±" if any(r["seeds"] == 1 for r in rows) else ""
     caption = (f"{spec.name}: every variant trained on {spec.dataset} ({spec.split}) with the same budget ({unit} "
                f"per run), the same data and architecture ({spec.model}, {_arch_text(spec)}), seeds "
-               f"{', '.join(map(str, spec.seeds))}; mean ± std over seeds (Lucic et al. 2018, \"Are GANs Created "
+               f"{spec.seeds_text()}; mean ± std over seeds (Lucic et al. 2018, \"Are GANs Created "
                f"Equal?\"{one_seed}). Probe: {spec.probe or 'none'} on D's 4x4-pooled features"
                f"{' (layers ' + spec.probe_layers + ')' if spec.probe_layers else ' (all layers)'}"
                f"{', ' + str(spec.probe_trials) + ' trials' if spec.probe_trials else ''}"
@@ -240,7 +240,7 @@ def plot_comparison(records: list[dict[str, Any]], spec: CompareSpec, out: Path)
         ax.set_title(title)
         # beside the plot, not on it: a comparison of a dozen variants would cover its own curves
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(f"{spec.name}: mean over seeds {', '.join(map(str, spec.seeds))} (band: min to max)")
+    fig.suptitle(f"{spec.name}: mean over seeds {spec.seeds_text()} (band: min to max)")
     fig.tight_layout()
     path = out / "curves.png"
     with atomic_path(path) as tmp:

@@ -323,7 +323,7 @@ def evaluate_baseline(spec: CompareSpec, units: list[Unit], out: Path, device: s
     ran = 0
     from ganbench.devices import machine
 
-    for seed in spec.seeds if seeds is None else seeds:
+    for seed in spec.seeds if seeds is None else [s for s in seeds if s in spec.seeds]:
         if (BASELINE, str(seed), 0, "probe") in done:
             continue
         record = _probe(spec, None, kwargs, device, progress, seed=seed)

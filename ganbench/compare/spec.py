@@ -64,8 +64,7 @@ class CompareSpec:
             raise ConfigError("budget must be one positive number of steps or images: budget = {images = 64000}")
         if self.eval_every < 1 or self.eval_every > self.budget:
             raise ConfigError(f"eval_every must lie between 1 and the budget ({self.budget} {self.budget_unit})")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct integers, got {self.seeds}")
+        _check_seeds(self.seeds, "seeds")
         if self.probe is not None and self.probe not in PROTOCOLS:
             raise ConfigError(f"unknown probe {self.probe!r}; choose one of {', '.join(PROTOCOLS)}")
         if self.metrics not in METRICS:
@@ -89,11 +88,39 @@ class CompareSpec:
                                   "alike (budget, seeds, dataset)")
             if name == BASELINE:
                 raise ConfigError(f"{BASELINE!r} is the baseline row's name; rename the variant")
+            if "seeds" in overrides:
+                _check_seeds(overrides["seeds"], f"variant {name!r}: seeds")
         return self
+
+    def variant_seeds(self, name: str) -> list[int]:
+        """The seeds of a variant's row: its table's own `seeds` (e.g. a third seed for the best rows) or the
+        SPEC's; the random-init D row has the SPEC's."""
+        if name == BASELINE:
+            return list(self.seeds)
+        return list(self.variants[name].get("seeds", self.seeds))
+
+    def all_seeds(self) -> list[int]:
+        """Every seed some row runs, the SPEC's first."""
+        seen = list(self.seeds)
+        for name in self.variants:
+            seen += [s for s in self.variant_seeds(name) if s not in seen]
+        return seen
+
+    def seeds_text(self) -> str:
+        """The seeds in words: the SPEC's, and the rows that have their own."""
+        own = [f"{name}: {', '.join(map(str, self.variant_seeds(name)))}" for name in self.variants
+               if self.variant_seeds(name) != list(self.seeds)]
+        return ", ".join(map(str, self.seeds)) + (f" ({'; '.join(own)})" if own else "")
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         return {k: v for k, v in out.items() if v is not None}
+
+
+def _check_seeds(seeds: Any, what: str) -> None:
+    if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds) \
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise ConfigError(f"{what} must be a list of distinct integers, e.g. [0, 1], got {seeds!r}")
 
 
 def read_spec(path: str | os.PathLike) -> CompareSpec:
@@ -125,7 +152,7 @@ def spec_from_dict(data: dict[str, Any], where: str = "SPEC") -> CompareSpec:
     if not isinstance(data["variants"], dict) or not all(isinstance(v, dict) for v in data["variants"].values()):
         raise ConfigError(f"{where}: variants must be tables, e.g. [variants.ns] objective = \"ns\"")
     for name, overrides in [("train", data.get("train", {})), *data["variants"].items()]:
-        training = {k: v for k, v in overrides.items() if k not in VARIANT_PROBE_KEYS or name == "train"}
+        training = {k: v for k, v in overrides.items() if k not in VARIANT_KEYS or name == "train"}
         TrainConfig.from_dict(training, where=f"{where} [{name}]")  # refuses unknown training keys
     for name, overrides in data["variants"].items():
         rep = overrides.get("probe_representation", DEFAULT_REPRESENTATION)
@@ -148,12 +175,14 @@ def spec_from_dict(data: dict[str, Any], where: str = "SPEC") -> CompareSpec:
 
 # keys of a [variants.NAME] table that shape its evaluation, not its training
 VARIANT_PROBE_KEYS = ("probe_representation",)
+# keys of a [variants.NAME] table that are not training settings: those, and the row's own seeds
+VARIANT_KEYS = (*VARIANT_PROBE_KEYS, "seeds")
 DEFAULT_REPRESENTATION = "d"
 
 
 def training_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """A variant's table without the keys that shape only its evaluation."""
-    return {k: v for k, v in overrides.items() if k not in VARIANT_PROBE_KEYS}
+    """A variant's table without the keys that are not training settings (its evaluation's, its seeds)."""
+    return {k: v for k, v in overrides.items() if k not in VARIANT_KEYS}
 
 
 def probe_representation(spec: CompareSpec, variant: str) -> str:
@@ -173,13 +202,14 @@ def preset_path(name: str) -> Path:
 def cell_fingerprint(spec: CompareSpec, variant: str) -> str:
     """What makes a (variant, seed) cell's records valid for this SPEC: every setting that shapes its training and
     its evaluations. Not the data's path (machines of a cluster mount the same files in different places), not the
-    seeds (a SPEC may gain seeds), not the other variants."""
+    seeds (a SPEC, or a row, may gain seeds), not the other variants."""
     keys = ("dataset", "split", "max_images", "model", "budget_unit", "budget", "eval_every", "probe",
             "probe_layers", "probe_trials", "probe_C_grid", "curve_trials", "curve_calibration_images", "metrics",
             "n_samples", "train")
     payload = {k: getattr(spec, k) for k in keys}
     # the random-init D is built from the first variant's architecture (evaluate_baseline)
-    payload["variant"] = spec.variants[next(iter(spec.variants)) if variant == BASELINE else variant]
+    table = spec.variants[next(iter(spec.variants)) if variant == BASELINE else variant]
+    payload["variant"] = {k: v for k, v in table.items() if k != "seeds"}
     payload["row"] = variant == BASELINE
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -227,11 +257,13 @@ def select_slice(spec: CompareSpec, only: list[str] | None = None,
         baseline = baseline and bool(aliases & set(only))
         names = [v for v in names if v in only]
     if seeds is not None:
-        unknown_seeds = [s for s in seeds if s not in spec.seeds]
+        known = {s for name in names for s in spec.variant_seeds(name)} | (set(spec.seeds) if baseline else set())
+        unknown_seeds = [s for s in seeds if s not in known]
         if unknown_seeds or not seeds:
             raise ConfigError(f"--seeds {','.join(map(str, unknown_seeds)) or '(nothing)'}: the SPEC's seeds are "
-                              f"{', '.join(map(str, spec.seeds))}; add a seed to the SPEC's seeds list first")
-    return names, list(seeds if seeds is not None else spec.seeds), baseline
+                              f"{spec.seeds_text()}; add a seed to the SPEC's seeds list (or to a variant's "
+                              "own seeds) first")
+    return names, list(seeds if seeds is not None else spec.all_seeds()), baseline
 
 
 def same_comparison(saved: str, wanted: str, unrun: Collection[str] = ()) -> bool:
@@ -249,12 +281,16 @@ def same_comparison(saved: str, wanted: str, unrun: Collection[str] = ()) -> boo
 
 
 def _without_seeds(text: str) -> dict[str, Any]:
-    """A saved spec.json without its seeds: a comparison may gain seeds (a third for its best rows)."""
+    """A saved spec.json without its seeds, the SPEC's and the rows' own: a comparison may gain seeds (a third
+    for its best rows)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return {"unreadable": text}
     data.pop("seeds", None)
+    if isinstance(data.get("variants"), dict):
+        data["variants"] = {name: {k: v for k, v in table.items() if k != "seeds"} if isinstance(table, dict)
+                            else table for name, table in data["variants"].items()}
     return data
 
 

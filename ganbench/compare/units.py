@@ -44,7 +44,7 @@ def plan(spec: CompareSpec, out: Path, device: str = "cpu") -> list[Unit]:
 
     units = []
     for name, overrides in spec.variants.items():
-        for seed in spec.seeds:
+        for seed in spec.variant_seeds(name):
             base = {"model": spec.model, **spec.train, **training_overrides(overrides)}
             cfg = TrainConfig.from_dict(base, where=f"variant {name}")
             cfg = replace(cfg, dataset=spec.dataset, data_root=spec.data_root, split=spec.split,
