@@ -252,10 +252,8 @@ def extract_features(
     disc = disc.to(device)
     dim = feature_dim(disc, spec.layers, spec.grid)
     n = len(store)
-    folder = cache_dir() / "features" if out is None else Path(out).parent
-    path: Path | None = Path(out) if out is not None else None
+    folder, path = _matrix_path(out, use_cache, store, lambda: spec.key(store)[:20])
     if out is None and use_cache:
-        path = folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{spec.key(store)[:20]}.npy"
         cached = distributed.on_main(lambda: _load_cached(path, (n, dim), spec.dtype))
         if distributed.broadcast_object(cached is not None):
             return cached
@@ -268,9 +266,8 @@ def extract_features(
             raise ConfigError("bn_stats='train-batches' needs statistics from train_batch_statistics")
         set_bn_statistics(disc, bn_stats_values)
     main = distributed.is_main()  # the only process in a single one; under torchrun rank 0 writes the matrix
-    sidecar = path.with_suffix(".json") if path is not None else None
-    if main and sidecar is not None:
-        sidecar.unlink(missing_ok=True)  # the sidecar marks a finished matrix: gone until the new one is whole
+    if main and path is not None:  # the sidecar marks a finished matrix: gone until the new one is whole
+        path.with_suffix(".json").unlink(missing_ok=True)
     lo, hi = distributed.shard(n, batch_size)  # this rank's batches: (0, n) in a single process
     order = batch_order(n, spec.bn_stats)
     # eval mode normalises with running (or just-installed train-batch) statistics; "batch" uses each batch's own
@@ -308,11 +305,9 @@ def extract_features(
         return None
     if path is None:
         return _read_only(matrix)
-    meta = {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
-            "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid, "amp": spec.amp,
-            "calibration": spec.calibration, "dataset": store.meta}
-    atomic_write(sidecar, json.dumps(meta, indent=1, default=str))
-    return np.load(path, mmap_mode="r")
+    return _finish(path, {"complete": True, "shape": [n, dim], "dtype": spec.dtype, "layers": spec.layers,
+                          "bn_stats": spec.bn_stats, "identity": spec.identity, "grid": spec.grid, "amp": spec.amp,
+                          "calibration": spec.calibration, "dataset": store.meta})
 
 
 def representation_key(identity: str, settings: dict[str, Any], dtype: str, store: ImageStore) -> str:
@@ -340,16 +335,13 @@ def extract_representation(rep: Any, identity: str, store: ImageStore, *, dtype:
     rep.check_images(store.images[:1])
     n, dim = len(store), int(rep.dim)
     key = representation_key(identity, {"name": rep.name, **rep.settings()}, dtype, store)
-    folder = cache_dir() / "features" if out is None else Path(out).parent
-    path: Path | None = Path(out) if out is not None else None
+    folder, path = _matrix_path(out, use_cache, store, lambda: f"{rep.name}-{key[:20]}")
     if out is None and use_cache:
-        path = folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{rep.name}-{key[:20]}.npy"
         if (cached := _load_cached(path, (n, dim), dtype)) is not None:
             return cached
     folder.mkdir(parents=True, exist_ok=True)
-    sidecar = path.with_suffix(".json") if path is not None else None
-    if sidecar is not None:
-        sidecar.unlink(missing_ok=True)
+    if path is not None:
+        path.with_suffix(".json").unlink(missing_ok=True)
     device = torch.device(device)
     with atomic_path(path) if path is not None else contextlib.nullcontext() as tmp:
         matrix = _new_matrix(tmp, folder, FEATURE_DTYPES[dtype], (n, dim))
@@ -360,9 +352,26 @@ def extract_representation(rep: Any, identity: str, store: ImageStore, *, dtype:
             return _read_only(matrix)
         matrix.flush()
         del matrix
-    meta = {"complete": True, "shape": [n, dim], "dtype": dtype, "representation": rep.name,
-            "settings": rep.settings(), "identity": identity, "dataset": store.meta}
-    atomic_write(sidecar, json.dumps(meta, indent=1, default=str))
+    return _finish(path, {"complete": True, "shape": [n, dim], "dtype": dtype, "representation": rep.name,
+                          "settings": rep.settings(), "identity": identity, "dataset": store.meta})
+
+
+def _matrix_path(out: str | os.PathLike | None, use_cache: bool, store: ImageStore,
+                 key: Callable[[], str]) -> tuple[Path, Path | None]:
+    """Where a feature matrix is written: (folder, path) with path out when given, else with use_cache the cache
+    file of store's images named by key() (computed only then), else None: an unnamed scratch file in the cache
+    folder, gone once released."""
+    if out is not None:
+        return Path(out).parent, Path(out)
+    folder = cache_dir() / "features"
+    if not use_cache:
+        return folder, None
+    return folder, folder / f"{store.meta.get('source')}-{store.meta.get('split')}-{key()}.npy"
+
+
+def _finish(path: Path, meta: dict[str, Any]) -> np.ndarray:
+    """Mark the whole matrix at path finished (its sidecar, written last) and map it read-only."""
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
     return np.load(path, mmap_mode="r")
 
 
