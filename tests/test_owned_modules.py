@@ -171,6 +171,34 @@ def test_bigan_losses_equal_bce_of_the_pair_scores_and_train_the_right_modules()
     assert next(gen.parameters()).grad.abs().sum() > 0
 
 
+def test_bigan_runs_d_once_per_pair_and_matches_the_two_pass_scores_and_gradients():
+    """The pair score reads D's last map from D's own forward pass (a hook on the layer D names), not a second
+    pass: half of D's forwards, with the loss and every gradient of the two-pass path (a D that names no layers).
+    In training mode, so BatchNorm's batch statistics are in the graph as they are when training."""
+    results = []
+    for one_pass in (True, False):
+        gen, disc = tiny_networks()
+        disc.train()
+        objective = get_objective("bigan")(hidden=8)
+        joint = objective.own_modules(gen, disc)["joint"].module
+        if not one_pass:
+            disc.feature_modules = lambda: None  # any D: the objective falls back to feature_maps(x)
+        calls = []
+        disc.blocks[0].register_forward_hook(lambda module, args, output, calls=calls: calls.append(1))
+        real, z = torch.randn(4, 3, 32, 32), gen.sample_z(4)
+        with torch.no_grad():
+            fake = gen(z)
+        loss, _ = objective.d_loss(disc, real, fake, z=z)
+        loss.backward()
+        grads = [p.grad.clone() for p in [*disc.parameters(), *joint.parameters()]]
+        results.append((len(calls), loss.item(), grads))
+    (calls_one, loss_one, grads_one), (calls_two, loss_two, grads_two) = results
+    assert (calls_one, calls_two) == (2, 4)  # real and fake pairs: one D pass each, or two
+    assert loss_one == pytest.approx(loss_two, rel=1e-6)
+    for a, b in zip(grads_one, grads_two, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_bigan_encoder_keeps_the_discriminator_feature_contract_with_new_weights():
     gen, disc = tiny_networks()
     spectral = get_variant("dcgan32").build(ngf=4, ndf=4, nz=8, spectral_norm=True)[1]

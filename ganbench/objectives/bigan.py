@@ -74,9 +74,25 @@ class BiGan(Objective):
                 "joint": OwnedModule(JointHead(c * h * w, gen.nz, int(self.settings["hidden"])), "d")}
 
     def pair_score(self, D: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The pair discriminator's logit of (x, z): D(x) plus the joint term of D's last features and z."""
-        out = D(x).float()  # through D itself first: under torchrun it arms DDP's reducer
-        return out + self.modules["joint"](unwrap(D).feature_maps(x)[-1], z.to(x.dtype)).float()
+        """The pair discriminator's logit of (x, z): D(x) plus the joint term of D's last features and z.
+
+        One pass through D where D names its layers (`feature_modules`) and is not compiled: a hook on the last
+        layer keeps the map D(x) computes anyway. Otherwise a second pass, `feature_maps(x)`, as any D allows:
+        the same values and gradients (BatchNorm sees the same batch), at about twice D's cost.
+        """
+        inner = unwrap(D)
+        layers = inner.feature_modules() if hasattr(inner, "feature_modules") else None
+        kept: list[torch.Tensor] = []
+        handle = None
+        if layers and not hasattr(D, "_orig_mod"):  # hooks added and removed per call would recompile a compiled D
+            handle = layers[-1].register_forward_hook(lambda module, args, output: kept.append(output))
+        try:
+            out = D(x).float()  # through D itself first: under torchrun it arms DDP's reducer
+        finally:
+            if handle is not None:
+                handle.remove()
+        last = kept[-1] if kept else inner.feature_maps(x)[-1]
+        return out + self.modules["joint"](last, z.to(x.dtype)).float()
 
     def d_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, z: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, Logs]:
